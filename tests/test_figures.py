@@ -1,0 +1,288 @@
+"""Figures and metrics: every figure builds from small stand-ins of the workflow's files, the
+metrics give known answers, and every figure target resolves to a rule (dry run)."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from grid_data import make_grid_file
+from lodi_core import metrics, plots
+from lodi_core.generate import GenerationConfig, stage_boxes, write_state
+from lodi_core.halogen_run import evaluate_halos
+from lodi_core.io import read_grids, write_csv, write_grids
+from lodi_core.metrics import box_axis_origins, power_residual, summarise, volume_metrics
+from lodi_core.overlap import VolumeState, seam_metric
+
+REPO = Path(__file__).resolve().parents[1]
+N, BOX_SIZE, BOX, OVERLAP = 32, 8.0, 8, 2
+METHODS = ("latent_overlap", "tiling", "averaging")
+
+
+def volume_file(path, tb, method, seed, sim="sim_a"):
+    attrs = {"method": method, "seed": seed, "simulation": sim, "box": BOX, "overlap": OVERLAP, "periodic": False, "box_size": BOX_SIZE, "n_grid": N}
+    write_grids(path, {"tb": tb}, attrs)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A fake results tree: two simulations' grids, HALOgen output and its evaluation, and
+    generated volumes (target times log-normal noise) for 3 methods x 2 seeds."""
+    root = tmp_path_factory.mktemp("results")
+    out = {"root": root, "grids": {}, "volumes": []}
+    for j, sim in enumerate(("sim_a", "sim_b")):
+        grid = make_grid_file(root / f"grids/{sim}.h5", n=N, box_size=BOX_SIZE, seed=j)
+        out["grids"][sim] = grid
+        target = read_grids(grid, ("tb",))[0]["tb"]
+        for method in METHODS:
+            for seed in (0, 1):
+                rng = np.random.default_rng(100 * j + 10 * seed + len(method))
+                tb = target * np.exp(0.2 * rng.standard_normal(target.shape))
+                out["volumes"].append(volume_file(root / f"generated/{sim}/{method}_seed{seed}.h5", tb.astype(np.float32), method, seed, sim))
+    grids, attrs = read_grids(out["grids"]["sim_a"])
+    rng = np.random.default_rng(5)
+    predicted = grids["halos"] * np.exp(0.3 * rng.standard_normal(grids["halos"].shape))
+    out["predicted"] = root / "halogen/predicted/sim_a.h5"
+    write_grids(out["predicted"], {"halos": predicted}, attrs)
+    for name, table in evaluate_halos(predicted, grids["halos"], BOX_SIZE).items():
+        out[name] = root / f"halogen/eval/sim_a_{name}.csv"
+        write_csv(table, out[name])
+    return out
+
+
+def figure_paths(tmp_path, name):
+    return tmp_path / f"{name}.pdf", tmp_path / f"{name}.png"
+
+
+def assert_written(pdf, png):
+    assert pdf.stat().st_size > 1000 and pdf.read_bytes()[:4] == b"%PDF"
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def latent(run, sim="sim_a"):
+    return [p for p in run["volumes"] if f"/{sim}/latent_overlap" in str(p)]
+
+
+# ----------------------------------------------------------------------------- figures
+@pytest.mark.parametrize(
+    "name",
+    ["fig5_methods", "fig8_overview", "fig9_halos", "fig10_power", "fig11_residuals", "rk", "tb_pdf", "posterior", "posterior_one_seed"],
+)
+def test_figure_builds(run, tmp_path, name):
+    pdf, png = figure_paths(tmp_path, name)
+    grid, sim_a = run["grids"]["sim_a"], [p for p in run["volumes"] if "/sim_a/" in str(p)]
+    first_seed = [p for p in sim_a if p.name.endswith("_seed0.h5")]
+    if name == "fig5_methods":
+        plots.plot_methods(grid, first_seed, "sim_a", pdf, png)
+    elif name == "fig8_overview":
+        plots.plot_overview(grid, [p for p in first_seed if "averaging" not in p.name], "sim_a", pdf, png)
+    elif name == "fig9_halos":
+        plots.plot_halos(grid, run["predicted"], run["summary"], run["pdf"], "sim_a", pdf, png)
+    elif name == "fig10_power":
+        plots.plot_power(grid, latent(run), "sim_a", pdf, png)
+    elif name == "fig11_residuals":
+        plots.plot_residuals(run["grids"], latent(run) + latent(run, "sim_b"), "test", pdf, png)
+    elif name == "rk":
+        plots.plot_rk(grid, sim_a, "sim_a", pdf, png)
+    elif name == "tb_pdf":
+        plots.plot_tb_pdf(grid, sim_a, "sim_a", pdf, png)
+    elif name == "posterior":
+        plots.plot_posterior(grid, latent(run), "sim_a", pdf, png)
+    elif name == "posterior_one_seed":
+        plots.plot_posterior(grid, latent(run)[:1], "sim_a", pdf, png)
+    assert_written(pdf, png)
+
+
+def state_files(root, model_box, n=N):
+    """States after stages 1..8 as the merge jobs write them (random normalised x0)."""
+    cfg = GenerationConfig(overlap=OVERLAP)
+    state = VolumeState.empty(n)
+    rng = torch.Generator().manual_seed(0)
+    paths = []
+    for stage in range(1, 9):
+        x0, known = state.x0.clone(), state.known.clone()
+        for _, (x, y, z) in stage_boxes(n, model_box, cfg, stage):
+            region = (slice(x, x + model_box), slice(y, y + model_box), slice(z, z + model_box))
+            new = ~known[region]
+            x0[region][new] = torch.randn(int(new.sum()), generator=rng)
+            known[region] = True
+        state = VolumeState(x0, known, stage)
+        paths.append(root / f"state_stage{stage}.h5")
+        write_state(paths[-1], state, {"simulation": "sim_a", "seed": 0})
+    return paths
+
+
+def test_model_figures_build(lodi_model, grid_file, tmp_path):
+    """Figs. 6 and 7 need the LODI model: a pair sampled with the tiny fixture model, and
+    the 8 stage states converted to T_b."""
+    model, content = lodi_model
+    pdf, png = figure_paths(tmp_path, "fig6")
+    plots.plot_overlap_pair(model, grid_file, OVERLAP, 0, "cpu", "test", pdf, png)
+    assert_written(pdf, png)
+    states = state_files(tmp_path, int(content["box"]))
+    last = read_state_known(states[-1])
+    assert last.all(), "the fake stages must cover the volume"
+    pdf, png = figure_paths(tmp_path, "fig7")
+    plots.plot_stages(model, states, BOX_SIZE, "test", pdf, png)
+    assert_written(pdf, png)
+
+
+def read_state_known(path):
+    from lodi_core.generate import read_state
+
+    return read_state(path, N, "cpu").known.numpy()
+
+
+def test_stage_projections_average_only_known_voxels():
+    tb = np.full((4, 4, 4), 2.0)
+    tb[0] = 100.0  # unknown voxels must not count
+    known = np.zeros((4, 4, 4), dtype=bool)
+    known[1:, :2, :] = True
+    xy, xz, yz = plots.stage_projections(tb, known)
+    assert np.allclose(xy[1:, :2], 2.0) and np.isnan(xy[0]).all() and np.isnan(xy[:, 2:]).all()
+    assert np.allclose(yz[:2], 2.0) and np.isnan(yz[2:]).all()
+    assert xz.shape == (4, 4)
+
+
+def test_pair_origin_finds_the_halo_mass():
+    halos = np.zeros((4, 32, 32, 32))
+    halos[2, 20, 9, 26] = 1.0
+    origin = plots.pick_pair_origin(halos, box=8, overlap=2, axis=0)
+    assert origin[0] <= 20 < origin[0] + 14 and origin[1] <= 9 < origin[1] + 8 and origin[2] <= 26 < origin[2] + 8
+
+
+def test_box_edges_of_each_method():
+    attrs = {"box": BOX, "overlap": OVERLAP, "periodic": False, "box_size": BOX_SIZE, "n_grid": N}
+    assert plots.box_edges({**attrs, "method": "tiling"}) == [0, 8, 16, 24, 32]
+    lo = plots.box_edges({**attrs, "method": "latent_overlap"})
+    axis, _, _ = box_axis_origins({**attrs, "method": "latent_overlap"})
+    assert lo == sorted(set(axis) | {o + BOX for o in axis}) and lo[0] == 0 and lo[-1] == N
+
+
+# ----------------------------------------------------------------------------- statistics
+def field(seed, n=N):
+    return np.exp(0.5 * np.random.default_rng(seed).standard_normal((n, n, n)))
+
+
+def test_power_residual_of_a_field_against_itself():
+    f = field(1)
+    table = power_residual(f, f, BOX_SIZE)
+    assert np.allclose(table["residual"], 0.0, atol=1e-12)
+    assert np.allclose(table["r"], 1.0, atol=1e-12)
+    assert (table["n_modes"] > 0).all()
+
+
+def test_independent_fields_are_uncorrelated():
+    table = power_residual(field(1), field(2), BOX_SIZE)
+    weighted = np.average(np.abs(table["r"]), weights=table["n_modes"])
+    assert weighted < 0.03, weighted  # ~ 1/sqrt(modes per bin)
+    assert abs(np.average(table["residual"], weights=table["n_modes"])) < 0.05
+
+
+def test_seam_metric_is_one_for_noise():
+    origins, box, _ = box_axis_origins({"method": "latent_overlap", "box": BOX, "overlap": OVERLAP, "periodic": False, "n_grid": N})
+    assert seam_metric(field(3), origins, box) == pytest.approx(1.0, abs=0.1)
+    stepped = field(3) + 5.0 * (np.arange(N) // BOX % 2)[:, None, None]  # jumps at box edges
+    assert seam_metric(stepped, [0, 8, 16, 24], BOX) > 10
+
+
+def test_volume_metrics_of_the_target_itself():
+    f = field(4)
+    attrs = {"method": "latent_overlap", "box": BOX, "overlap": OVERLAP, "periodic": False, "box_size": BOX_SIZE, "n_grid": N}
+    row = volume_metrics(f, f, attrs)
+    assert row["max_abs_residual_k10"] == pytest.approx(0.0, abs=1e-12)
+    assert row["r_k5"] == pytest.approx(1.0) and row["mean_tb_ratio"] == pytest.approx(1.0)
+    assert row["pdf_distance_dex"] == pytest.approx(0.0, abs=1e-12)
+    assert row["seam_metric"] == pytest.approx(row["seam_metric_target"])
+
+
+def test_posterior_stats_match_numpy():
+    samples = [field(s, 8) for s in range(5)]
+    target = field(9, 8)
+    stats = plots.posterior_stats(iter(samples), target)
+    stack = np.stack(samples)
+    assert stats["count"] == 5
+    assert np.allclose(stats["mean"], stack.mean(0)) and np.allclose(stats["std"], stack.std(0, ddof=1))
+    assert np.allclose(stats["z"], (target - stack.mean(0)) / stack.std(0, ddof=1))
+    one = plots.posterior_stats([samples[0]], target)
+    assert np.isnan(one["std"]).all() and np.isnan(one["z"]).all()
+
+
+def test_mean_std_and_pdf():
+    t = pd.DataFrame({"k": [1.0, 2.0], "residual": [0.1, -0.2]})
+    u = pd.DataFrame({"k": [1.0, 2.0], "residual": [0.3, 0.0]})
+    k, mean, std = plots.mean_std([t, u], "residual")
+    assert np.allclose(mean, [0.2, -0.1]) and np.allclose(std, [0.1, 0.1])
+    with pytest.raises(ValueError):
+        plots.mean_std([t, pd.DataFrame({"k": [1.0], "residual": [0.0]})], "residual")
+    edges = np.linspace(-3, 1, 41)
+    density = plots.tb_pdf(field(5), edges, 1e-3)
+    assert np.sum(density * np.diff(edges)) == pytest.approx(1.0)
+
+
+def test_metrics_tables(run, tmp_path):
+    metrics_csv, summary_csv = tmp_path / "metrics.csv", tmp_path / "metrics_summary.csv"
+    metrics.write_metrics(run["grids"], run["volumes"], metrics_csv, summary_csv)
+    table = pd.read_csv(metrics_csv)
+    assert len(table) == 2 * len(METHODS) * 2
+    assert list(table.columns[:3]) == ["simulation", "seed", "method"]
+    assert set(table["method"]) == set(METHODS) and set(table["seed"]) == {0, 1}
+    assert {"max_abs_residual_k10", "r_k5", "seam_metric", "pdf_distance_dex", "mean_tb_ratio"} <= set(table.columns)
+    assert table["r_k5"].between(0.3, 1.0).all()  # target times small noise
+    summary = pd.read_csv(summary_csv)
+    assert len(summary) == 2 * len(METHODS) and "seam_metric_mean" in summary and "seam_metric_std" in summary
+    assert np.allclose(summary.sort_values(["simulation", "method"])["mean_tb_ratio_mean"], summarise(table).sort_values(["simulation", "method"])["mean_tb_ratio_mean"])
+
+
+# ----------------------------------------------------------------------------- workflow
+def test_every_figure_target_resolves_to_a_rule(tmp_path):
+    """Dry run of every figure target and of `figures` on the test configuration: the DAG
+    builds and each target is made by its own rule."""
+    snakefile = REPO / "Snakefile"
+    if "figures.smk" not in snakefile.read_text():  # until the Snakefile includes the rules
+        wrapper = tmp_path / "Snakefile"
+        wrapper.write_text(f'include: "{snakefile}"\ninclude: "{REPO / "workflow/rules/figures.smk"}"\n')
+        snakefile = wrapper
+    cfg = yaml.safe_load((REPO / "tests/workflow_config.yaml").read_text())
+    sim, results = cfg["simulations"]["test"][0], tmp_path / "results"
+    expected = {
+        f"figures/fig5_methods_{sim}.pdf": "fig5_methods",
+        "figures/fig6_overlap_pair.pdf": "fig6_overlap_pair",
+        "figures/fig7_stages.pdf": "fig7_stages",
+        f"figures/fig8_overview_{sim}.pdf": "fig8_overview",
+        f"figures/fig9_halos_{sim}.pdf": "fig9_halos",
+        f"figures/fig10_power_{sim}.pdf": "fig10_power",
+        "figures/fig11_residuals.pdf": "fig11_residuals",
+        f"figures/rk_{sim}.pdf": "rk",
+        f"figures/tb_pdf_{sim}.pdf": "tb_pdf",
+        f"figures/posterior_{sim}.pdf": "posterior",
+        "metrics.csv": "metrics",
+    }
+    seeds = tmp_path / "seeds.yaml"  # --config seeds=[0,3] would give strings
+    seeds.write_text("seeds: [0, 3]\n")
+    cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(snakefile), "--cores", "1", "--configfile", str(REPO / "tests/workflow_config.yaml"), str(seeds),
+           "--config", f"results={results}", "--", "figures", *(f"{results}/{t}" for t in expected)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    jobs = re.findall(r"rule (\w+):\n((?:    .*\n)+)", text)
+    made_by = {}
+    for rule, body in jobs:
+        for path in re.findall(r"output: ([^\n]+)", body):
+            for p in path.split(", "):
+                made_by[p.strip()] = rule
+    for target, rule in expected.items():
+        assert made_by.get(f"{results}/{target}") == rule, (target, rule, made_by.get(f"{results}/{target}"))
+    # both seeds are generated for the seed-wise figures, only the first seed for Fig. 5
+    assert f"{results}/generated/{sim}/latent_overlap_seed3.h5" in made_by
+    assert f"{results}/generated/{sim}/tiling_seed3.h5" in made_by  # rk, tb_pdf and metrics use every method

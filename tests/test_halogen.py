@@ -1,0 +1,176 @@
+"""HALOgen: the masked loss against hand-computed cases, group separation of the network,
+sliding-window inference, training and exact resume."""
+import numpy as np
+import pytest
+import torch
+
+from lodi_core.augment import CUBE_SYMMETRIES, apply_symmetry, invert_symmetry
+from lodi_core.halogen import (
+    HALOgen,
+    HalogenConfig,
+    LossConfig,
+    channel_thresholds,
+    channel_weights,
+    halogen_loss,
+    interleave_groups,
+    loss_mask,
+    masked_l2,
+    quantile_loss,
+)
+from lodi_core.halogen_run import HalogenTrainConfig, evaluate_halos, load_halogen, lr_at_epoch, predict_halos, train_halogen
+from lodi_core.io import save_checkpoint
+from lodi_core.windows import sliding_window_apply
+
+TINY = HalogenConfig(channels=(8, 8, 16), bottleneck_channels=16)
+
+
+def _target_with_known_counts():
+    """4 channels on 4^3 (64 voxels): 2, 1, 0 and 4 voxels above the threshold 0.5."""
+    t = torch.zeros((4, 4, 4, 4))
+    t[0, 0, 0, 0] = t[0, 0, 0, 1] = 1.0
+    t[1, 1, 1, 1] = 1.0
+    t[3, 3, 3, 0] = t[3, 3, 3, 1] = t[3, 3, 3, 2] = t[3, 3, 3, 3] = 1.0
+    return t, torch.full((4,), 0.5)
+
+
+def test_channel_weights_eq2_hand_case():
+    t, thr = _target_with_known_counts()
+    # w^i = N^3 / sum over channels i-1..i+1 of the voxels above threshold
+    expected = [64 / (2 + 1), 64 / (2 + 1 + 0), 64 / (1 + 0 + 4), 64 / (0 + 4)]
+    assert channel_weights(t, thr).tolist() == pytest.approx(expected)
+
+
+def test_loss_mask_eq4_hand_case_and_normalisation():
+    t, thr = _target_with_known_counts()
+    raw = torch.ones((4, 4, 4, 4), dtype=torch.float64)
+    above = [{(0, 0, 0), (0, 0, 1)}, {(1, 1, 1)}, set(), {(3, 3, 0), (3, 3, 1), (3, 3, 2), (3, 3, 3)}]
+    w = [64 / 3, 64 / 3, 64 / 5, 16.0]
+    for i in range(4):
+        for j in range(max(0, i - 1), min(4, i + 2)):  # Fig. 3: the neighbours' halo voxels too
+            for v in above[j]:
+                raw[(i, *v)] = w[i]
+    mask = loss_mask(t, thr, window=4)
+    np.testing.assert_allclose(mask.double().numpy(), (raw / raw.sum()).numpy(), rtol=1e-6)
+    assert float(mask.sum()) == pytest.approx(1.0)  # one 4^3 window: the mask sums to 1
+    # a box of 8 windows sums to 8
+    big = torch.zeros((4, 8, 8, 8))
+    big[:, :4, :4, :4] = t
+    assert float(loss_mask(big, thr, window=4).sum()) == pytest.approx(8.0)
+    # literal Eq. 4: only channel i's own voxels are weighted
+    own = loss_mask(t, thr, window=4, neighbour_mask=False).double()
+    raw_own = torch.ones_like(raw)
+    for i in range(4):
+        for v in above[i]:
+            raw_own[(i, *v)] = w[i]
+    np.testing.assert_allclose(own.numpy(), (raw_own / raw_own.sum()).numpy(), rtol=1e-6)
+
+
+def test_thresholds_are_the_95th_percentile():
+    t = torch.arange(100, dtype=torch.float64).reshape(1, 100).expand(4, 100).reshape(4, 100)
+    assert channel_thresholds(t, 95.0).tolist() == pytest.approx([94.05] * 4)
+
+
+def test_quantile_and_masked_l2_hand_case():
+    pred = torch.zeros((1, 1, 2))
+    target = torch.tensor([[[1.0, -1.0]]])
+    # q = 0.7: d = 1 -> 0.7, d = -1 -> max(-0.7, 0.3) = 0.3; mean 0.5
+    assert float(quantile_loss(pred, target, 0.7)[0]) == pytest.approx(0.5)
+    mask = torch.tensor([[[0.25, 0.75]]])
+    assert float(masked_l2(pred, target, mask)[0]) == pytest.approx(1.0)
+    mask = torch.tensor([[[2.0, 0.0]]])
+    assert float(masked_l2(pred + 3, target, mask)[0]) == pytest.approx(2.0 * 4.0)
+
+
+def test_total_loss_eq5_hand_case():
+    cfg = LossConfig(alpha=0.6, quantile=0.7, beta=(1.0, 2.0), lambda_w=0.5)
+    pred = torch.zeros((1, 2, 2))
+    target = torch.tensor([[[1.0, -1.0], [2.0, 0.0]]])
+    mask = torch.tensor([[[0.5, 0.5], [1.0, 0.0]]])
+    model = torch.nn.Linear(2, 1, bias=True)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, -2.0]]))
+        model.bias.fill_(10.0)  # biases are not regularised
+    terms = halogen_loss(pred, target, mask, model, cfg)
+    l2 = [0.5 * 1 + 0.5 * 1, 1.0 * 4 + 0.0]
+    lq = [(0.7 + 0.3) / 2, (0.7 * 2 + 0.0) / 2]
+    expected = sum(0.6 * b * a + 0.4 * q for a, b, q in zip(l2, (1.0, 2.0), lq)) + 0.5 * 3.0
+    assert float(terms.total.detach()) == pytest.approx(expected)
+    assert terms.l2_masked.tolist() == pytest.approx(l2)
+
+
+def test_groups_never_mix():
+    """Output channel 0 depends on no parameter slice that belongs to groups 1-3."""
+    torch.manual_seed(0)
+    net = HALOgen(TINY)
+    x = torch.randn(1, 1, 16, 16, 16)
+    net(x)[:, 0].sum().backward()
+    for name, p in net.named_parameters():
+        if p.grad is None or p.shape[0] % 4:
+            continue
+        chunks = p.grad.reshape(4, -1)
+        assert torch.count_nonzero(chunks[1:]) == 0, name
+        if name.startswith(("stem", "down.0")):
+            assert torch.count_nonzero(chunks[0]) > 0, name
+
+
+def test_interleave_groups_keeps_group_order():
+    a = torch.arange(4).float().view(1, 4, 1, 1, 1)
+    b = 10 + torch.arange(8).float().view(1, 8, 1, 1, 1)
+    out = interleave_groups(a, b, 4).flatten().tolist()
+    assert out == [0, 10, 11, 1, 12, 13, 2, 14, 15, 3, 16, 17]
+
+
+def test_48_symmetries_are_distinct_and_invertible():
+    x = torch.randn(2, 5, 5, 5)
+    seen = set()
+    for k in range(len(CUBE_SYMMETRIES)):
+        y = apply_symmetry(x, k)
+        seen.add(y.numpy().tobytes())
+        assert torch.equal(invert_symmetry(y, k), x)
+    assert len(CUBE_SYMMETRIES) == 48 and len(seen) == 48
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_window_averaging_reproduces_the_input_for_an_identity_network(periodic):
+    v = torch.rand(4, 40, 40, 40)
+    out = sliding_window_apply(v, lambda b: b, 16, 6, periodic, batch_size=7)
+    assert torch.equal(out, v)
+
+
+def test_lr_schedule_of_the_paper():
+    cfg = HalogenTrainConfig()
+    assert lr_at_epoch(0, cfg) == lr_at_epoch(9.9, cfg) == 2e-4
+    assert lr_at_epoch(10, cfg) == pytest.approx(1e-4)
+    assert lr_at_epoch(35, cfg) == pytest.approx(0.5 * (1e-4 + 3e-5))
+    assert lr_at_epoch(60, cfg) == pytest.approx(1e-4)  # warm restart
+
+
+def _train(grid, tmp, epochs, name):
+    cfg = HalogenTrainConfig(window=16, train_stride=8, batch_size=4, epochs=epochs, warm_epochs=1, cycle_epochs=2, bf16=False)
+    return train_halogen([grid], TINY, cfg, LossConfig(), tmp / f"{name}.ckpt", tmp / f"{name}.csv", torch.device("cpu"), progress=False)
+
+
+def test_training_resumes_to_the_same_weights(grid_file, tmp_path):
+    full = _train(grid_file, tmp_path, 2, "full")
+    _train(grid_file, tmp_path, 1, "split")  # interrupted after epoch 1 ...
+    resumed = _train(grid_file, tmp_path, 2, "split")  # ... and resumed
+    assert resumed["steps"] == full["steps"]
+    for k in full["model"]:
+        assert torch.equal(full["model"][k], resumed["model"][k]), k
+    history = (tmp_path / "full.csv").read_text().splitlines()
+    assert len(history) == full["steps"] + 1 and "val_loss" in history[0]
+
+
+def test_prediction_and_evaluation_shapes(grid_file, tmp_path):
+    content = _train(grid_file, tmp_path, 1, "m")
+    save_checkpoint(tmp_path / "model.pt", content)
+    net, meta = load_halogen(tmp_path / "model.pt")
+    from lodi_core.io import read_grids
+
+    data, attrs = read_grids(grid_file)
+    rho = predict_halos(net, meta, data["dm"], stride=8, post_threshold=9.5)
+    assert rho.shape == (4, 32, 32, 32) and torch.isfinite(rho).all() and (rho >= 0).all()
+    nonzero = rho[rho > 0]
+    assert nonzero.numel() == 0 or float(nonzero.min()) >= 10**9.5
+    tables = evaluate_halos(rho.numpy(), data["halos"], 8.0)
+    assert set(tables) == {"summary", "pdf", "pk"} and len(tables["summary"]) == 4

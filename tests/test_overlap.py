@@ -1,0 +1,124 @@
+"""Box grid, stage schedule (against the paper's counts), latent overlap and baselines."""
+import numpy as np
+import pytest
+import torch
+
+from lodi_core.generate import GenerationConfig, generate_baseline, generate_volume, load_condition
+from lodi_core.lodi_run import BoxSampler
+from lodi_core.overlap import box_grid, box_origins, seam_metric, stage_indices, stage_schedule, tiling_origins
+
+
+def test_paper_stage_counts():
+    stages = stage_schedule(256, 32, 4)
+    assert [len(s) for s in stages] == [125, 100, 100, 100, 80, 80, 80, 64]
+    assert box_origins(256, 32, 4) == list(range(0, 225, 28))
+    assert [len(s) for s in stage_schedule(64, 16, 4)] == [27, 18, 18, 18, 12, 12, 12, 8]
+
+
+@pytest.mark.parametrize("n,box,overlap,periodic", [(64, 16, 4, False), (100, 32, 4, False), (70, 16, 3, False), (64, 16, 4, True), (48, 16, 2, True)])
+def test_stages_are_disjoint_cover_the_volume_and_overlap_by_at_least_o(n, box, overlap, periodic):
+    axis = box_origins(n, box, overlap, periodic)
+    gaps = np.diff(axis + ([axis[0] + n] if periodic else []))
+    assert gaps.max() <= box - overlap  # neighbours overlap by >= o voxels
+    covered = np.zeros((n, n, n), dtype=bool)
+    for stage in stage_schedule(n, box, overlap, periodic):
+        seen = np.zeros_like(covered)
+        for origin in stage:
+            vox = _box_mask(origin, box, n)
+            assert not (vox & seen).any(), "two boxes of one stage overlap"
+            seen |= vox
+        covered |= seen
+    assert covered.all()
+
+
+def _box_mask(origin, box, n):
+    m = np.zeros((n, n, n), dtype=bool)
+    m[np.ix_(*[(np.arange(box) + o) % n for o in origin])] = True
+    return m
+
+
+def test_known_region_is_the_overlap_with_earlier_stages():
+    """A box's known region (what latent overlap conditions it on) is exactly the union of its
+    overlaps with the boxes of earlier stages; in the paper's grid a stage-2 box sees two
+    4 x 32 x 32 slabs of its stage-1 neighbours."""
+    n, box, overlap = 40, 12, 4
+    grid = box_grid(n, box, overlap)
+    stages = stage_indices(n, box, overlap)
+    known_so_far = np.zeros((n, n, n), dtype=bool)
+    for s, stage in enumerate(stages):
+        earlier = [grid[i] for st in stages[:s] for i in st]
+        for idx in stage:
+            mine = _box_mask(grid[idx], box, n)
+            expected = np.zeros_like(mine)
+            for origin in earlier:
+                expected |= mine & _box_mask(origin, box, n)
+            assert np.array_equal(mine & known_so_far, expected)
+        for idx in stage:
+            known_so_far |= _box_mask(grid[idx], box, n)
+    paper = box_grid(256, 32, 4)
+    stage1 = np.zeros((256,) * 3, dtype=bool)
+    for idx in stage_indices(256, 32, 4)[0]:
+        stage1 |= _box_mask(paper[idx], 32, 256)
+    inner = _box_mask(paper[(3, 2, 2)], 32, 256)  # a stage-2 box (odd x) away from the edges
+    assert (inner & stage1).sum() == 2 * 4 * 32 * 32
+
+
+def test_impossible_grids_are_refused_with_a_clear_message():
+    with pytest.raises(ValueError, match="cannot be covered"):
+        box_origins(62, 32, 4)
+    with pytest.raises(ValueError, match="smaller than the box"):
+        box_origins(20, 32, 4)
+    with pytest.raises(ValueError, match="overlap < box"):
+        box_origins(64, 16, -1)
+
+
+def test_tiling_origins():
+    assert len(tiling_origins(256, 32)) == 512
+    assert tiling_origins(20, 8) == [(x, y, z) for x in (0, 8, 12) for y in (0, 8, 12) for z in (0, 8, 12)]
+
+
+@pytest.fixture
+def sampler_and_cond(lodi_model, grid_file):
+    sampler = BoxSampler.load(lodi_model[0], "cpu", bf16=False)
+    cond, _ = load_condition(sampler, grid_file)
+    return sampler, cond
+
+
+def test_stitched_volume_equals_the_known_values(sampler_and_cond):
+    sampler, cond = sampler_and_cond
+    cfg = GenerationConfig(overlap=2, batch_size=5)
+    snapshots = []
+    final = generate_volume(sampler, cond, 0, "sim", cfg, on_stage=lambda s: snapshots.append((s.x0.clone(), s.known.clone())))
+    assert len(snapshots) == 8 and bool(final.known.all())
+    for (x_prev, k_prev), (x_next, _) in zip(snapshots[:-1], snapshots[1:]):
+        assert torch.equal(x_next[k_prev], x_prev[k_prev])  # known voxels never change
+    assert torch.isfinite(final.x0).all()
+
+
+def test_generation_is_deterministic_and_independent_of_sharding(sampler_and_cond):
+    sampler, cond = sampler_and_cond
+    one = generate_volume(sampler, cond, 7, "sim", GenerationConfig(overlap=2, batch_size=4, shards=1)).x0
+    three = generate_volume(sampler, cond, 7, "sim", GenerationConfig(overlap=2, batch_size=4, shards=3)).x0
+    other = generate_volume(sampler, cond, 8, "sim", GenerationConfig(overlap=2, batch_size=4, shards=1)).x0
+    assert torch.equal(one, three)
+    assert not torch.equal(one, other)
+
+
+def test_baselines_cover_the_volume(sampler_and_cond):
+    sampler, cond = sampler_and_cond
+    cfg = GenerationConfig(overlap=2, batch_size=8)
+    for method in ("tiling", "averaging"):
+        x = generate_baseline(sampler, cond, method, 0, "sim", cfg)
+        assert x.shape == cond.shape[-3:] and torch.isfinite(x).all()
+    with pytest.raises(ValueError, match="unknown baseline"):
+        generate_baseline(sampler, cond, "stacking", 0, "sim", cfg)
+
+
+def test_seam_metric_sees_seams():
+    rng = np.random.default_rng(0)
+    smooth = rng.standard_normal((32, 32, 32))
+    assert seam_metric(smooth, [0, 8, 16, 24], 8) == pytest.approx(1.0, abs=0.1)
+    seams = smooth.copy()
+    for i, o in enumerate(range(0, 32, 8)):
+        seams[o : o + 8] += 3.0 * (-1) ** i  # offset blocks along x
+    assert seam_metric(seams, [0, 8, 16, 24], 8) > 2.0

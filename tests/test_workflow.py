@@ -1,0 +1,172 @@
+"""The workflow end to end on the smallest configuration (tests/workflow_config.yaml):
+outputs, stage jobs against one in-process call, reruns after a seed change, and a killed
+stage redone without redoing earlier stages."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from lodi_core.generate import GenerationConfig, generate_volume, load_condition
+from lodi_core.lodi_run import BoxSampler
+
+from workflow_helpers import CONFIG, REPO, dry_run, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+def test_all_outputs_exist_with_units(workflow_results):
+    r = workflow_results
+    with h5py.File(r / "grids/CV_0.h5") as f:
+        assert f["dm"].shape == (32, 32, 32) and f["halos"].shape == (4, 32, 32, 32)
+        assert f["tb"].attrs["units"] == "mK" and "Msun" in f["halos"].attrs["units"]
+        assert float(f.attrs["box_size"]) == 10.0 and int(f.attrs["n_grid"]) == 32
+        assert "code_version" in f.attrs and "source_files" in f.attrs
+        assert np.all(f["tb"][...] >= 0) and f["tb"][...].mean() > 0
+    for name in ("grids_CV_0", "grids_CV_1", "halogen_loss", "lodi_loss", "fig5_methods_CV_1", "fig6_overlap_pair", "fig7_stages", "fig10_power_CV_1", "fig11_residuals", "posterior_CV_1"):
+        assert (r / f"figures/{name}.pdf").stat().st_size > 0 and (r / f"figures/{name}.png").stat().st_size > 0
+    assert (r / "halogen/eval/CV_1_summary.csv").read_text().count("\n") == 5
+    for method in ("latent_overlap", "tiling", "averaging", "halo_model", "halo_model_true", "ldl"):
+        with h5py.File(r / f"generated/CV_1/{method}_seed0.h5") as f:
+            tb = f["tb"][...]
+            assert tb.shape == (32, 32, 32) and np.isfinite(tb).all() and (tb >= 0).all()
+            assert f.attrs["method"] == method and f["tb"].attrs["units"] == "mK"
+    metrics = (r / "metrics.csv").read_text().splitlines()
+    # one row per LODI method and seed, one per (deterministic) baseline
+    assert len(metrics) == 1 + 3 + 3 and metrics[0].startswith("simulation,seed,method")
+    assert {line.split(",")[2] for line in metrics[1:]} == {"latent_overlap", "tiling", "averaging", "halo_model", "halo_model_true", "ldl"}
+    for name in ("baselines_CV_1", "ldl_loss", "rk_CV_1"):
+        assert (r / f"figures/{name}.pdf").stat().st_size > 0
+    # temporary stage files are cleaned up, logs and benchmarks are kept
+    assert not list((r / "generated/CV_1/seed0").glob("*.h5"))
+    assert (r / "logs/train_lodi.log").stat().st_size > 0
+    assert (r / "benchmarks/rules/train_lodi.tsv").exists()
+
+
+def test_stage_jobs_give_exactly_the_in_process_volume(workflow_results):
+    r = workflow_results
+    sampler = BoxSampler.load(r / "lodi/model.pt", "cpu")
+    cond, _ = load_condition(sampler, r / "halogen/predicted/CV_1.h5")
+    state = generate_volume(sampler, cond, 0, "CV_1", GenerationConfig(overlap=2, shards=2, batch_size=16))
+    with h5py.File(r / "generated/CV_1/latent_overlap_seed0.h5") as f:
+        staged = torch.from_numpy(f["tb"][...])
+    assert torch.equal(sampler.to_tb(state.x0).float(), staged)
+
+
+def test_a_seed_change_reruns_only_generation_and_figures(workflow_results, tmp_path):
+    seeds = tmp_path / "seeds.yaml"
+    seeds.write_text("seeds: [0, 3]\n")
+    jobs, _ = dry_run(workflow_results, "all", configfiles=(seeds,))
+    assert jobs, "adding a seed must schedule work"
+    upstream = {"synthetic_simulation", "grids", "train_halogen", "train_lodi", "predict_halos", "evaluate_halogen", "plot_grids", "plot_training"}
+    assert not (set(jobs) & upstream), jobs
+    assert jobs.get("generate_stage") == 16 and jobs.get("assemble_latent_overlap") == 1
+    assert {"fig10_power", "fig11_residuals", "metrics"} <= set(jobs)
+    assert not {"fig5_methods", "fig8_overview", "fig9_halos"} & set(jobs)  # first-seed figures stay
+
+
+def test_nothing_reruns_on_an_unchanged_config(workflow_results):
+    assert dry_run(workflow_results, "all")[0] == {}
+
+
+def test_a_killed_stage_is_redone_and_earlier_stages_are_not(workflow_results):
+    r = workflow_results
+    seed = 5
+    target = f"{r}/generated/CV_1/latent_overlap_seed{seed}.h5"
+    stage4 = f"{r}/generated/CV_1/seed{seed}/state_stage4.h5"
+    out = snakemake(r, stage4, "--notemp")
+    assert out.returncode == 0, out.stderr[-2000:]
+    # start the rest and kill everything as soon as a stage-5 job runs
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", target, "--notemp", "--cores", "2", "--configfile", str(CONFIG), "--config", f"results={r}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env,
+    )
+    log5 = r / f"logs/generate/CV_1_seed{seed}_stage5_shard0.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and not log5.exists():
+        time.sleep(0.2)
+    assert log5.exists(), "stage 5 never started"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not os.path.exists(target)
+    assert not list((r / f"generated/CV_1/seed{seed}").glob("state_stage5*"))
+    jobs, outputs = dry_run(r, target, "--notemp")
+    stages = {int(m) for m in re.findall(r"state_stage(\d)", " ".join(outputs))}
+    assert "merge_stage" in jobs and min(stages) == 5, jobs  # stages 1-4 are not redone
+    assert snakemake(r, "--unlock").returncode == 0  # a killed Snakemake leaves its lock behind
+    out = snakemake(r, target)
+    assert out.returncode == 0, out.stderr[-2000:]
+    sampler = BoxSampler.load(r / "lodi/model.pt", "cpu")
+    cond, _ = load_condition(sampler, r / "halogen/predicted/CV_1.h5")
+    state = generate_volume(sampler, cond, seed, "CV_1", GenerationConfig(overlap=2, shards=2, batch_size=16))
+    with h5py.File(target) as f:
+        assert torch.equal(sampler.to_tb(state.x0).float(), torch.from_numpy(f["tb"][...]))
+
+
+def test_snakemake_lint_is_clean():
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0 and "Lints for" not in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
+
+
+def test_bring_your_own_dark_matter_with_the_cli(workflow_results, tmp_path):
+    """A user's DM-only snapshot (here: a held-out synthetic one) through `python -m
+    lodi_core generate` with the trained models, outside Snakemake."""
+    r = workflow_results
+    snapshot = next((r / "synthetic_camels").rglob("IllustrisTNG_DM/*/CV/CV_1/snapshot_090.hdf5"))
+    out = tmp_path / "my_tb.h5"
+    cmd = [sys.executable, "-m", "lodi_core", "generate", "--dm-snapshot", str(snapshot), "--halogen", str(r / "halogen/model.pt"),
+           "--lodi", str(r / "lodi/model.pt"), "--out", str(out), "--seed", "2", "--overlap", "2", "--stride", "8", "--device", "cpu"]
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert res.returncode == 0, res.stderr[-3000:]
+    with h5py.File(out) as f:
+        assert f["tb"].shape == (32, 32, 32) and np.isfinite(f["tb"][...]).all()
+        assert f.attrs["method"] == "latent_overlap" and f.attrs["seed"] == 2
+    bad = subprocess.run(cmd[:5] + [str(tmp_path / "none.hdf5")] + cmd[6:], cwd=REPO, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert bad.returncode == 1 and "missing snapshot" in bad.stderr
+
+
+def test_bring_your_own_dark_matter_in_the_workflow(workflow_results, tmp_path):
+    """Naming a DM-only snapshot under generation.dm_snapshots generates it without touching
+    the training rules."""
+    r = workflow_results
+    snapshot = next((r / "synthetic_camels").rglob("IllustrisTNG_DM/*/CV/CV_0/snapshot_090.hdf5"))
+    extra = tmp_path / "byo.yaml"
+    extra.write_text(f"generation:\n  dm_snapshots:\n    MYDM: {snapshot}\n")
+    target = f"{r}/generated/MYDM/latent_overlap_seed0.h5"
+    jobs, _ = dry_run(r, target, configfiles=(extra,))
+    assert set(jobs) == {"dm_grid", "predict_halos", "generate_stage", "merge_stage", "assemble_latent_overlap"}, jobs
+    out = snakemake(r, target, configfiles=(extra,))
+    assert out.returncode == 0, out.stderr[-3000:]
+    with h5py.File(target) as f:
+        assert f["tb"].shape == (32, 32, 32) and f.attrs["simulation"] == "MYDM"
+
+
+def test_the_report_builds(workflow_results, tmp_path):
+    report = tmp_path / "report.zip"
+    out = snakemake(workflow_results, "--report", str(report))
+    assert out.returncode == 0, out.stderr[-3000:]
+    import zipfile
+
+    names = zipfile.ZipFile(report).namelist()
+    assert any("fig10_power_CV_1" in n for n in names) and any("grids_CV_0" in n for n in names)
+
+
+def test_gpu_rules_declare_retries():
+    """Transient failures of GPU jobs are retried (and a retried job resumes: see the
+    reliability tests)."""
+    import re
+
+    for smk in (REPO / "workflow/rules").glob("*.smk"):
+        for block in re.split(r"(?m)^rule ", smk.read_text())[1:]:
+            if "cluster_resources(gpu=True)" in block:
+                name = block.split(":", 1)[0]
+                assert re.search(r"(?m)^    retries: [1-9]", block), f"{smk.name}: rule {name} has no retries"

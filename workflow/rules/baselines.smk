@@ -1,0 +1,161 @@
+# Baselines beside LODI (lodi_core.baselines): the halo model painted on HALOgen's halos and on
+# the true halos, and Lagrangian Deep Learning (LDL) on the DM-only particles. Both are fitted
+# on simulations.lodi_train and written for the test simulations as generated volumes, so the
+# metrics table and the r(k), P(k) and PDF figures treat them as more methods. They are
+# deterministic: one volume per test simulation, named after the first seed, i.e. one row in
+# metrics.csv (copies for every seed would repeat the same row and fake a zero spread).
+# No baseline rule reads the seeds except through that file name, so a seed change never
+# refits them.
+#   snakemake --cores all baselines          every baseline volume and figure
+BASELINE_DIR = f"{RESULTS}/baselines"
+BASELINE_METHODS = list(config["baselines"]["methods"])
+BASELINE_TRAIN = list(config["simulations"]["lodi_train"])
+BASELINE_TEST = list(config["simulations"]["test"])
+BASELINE_SEED = config["seeds"][0]
+# the particles LDL moves: those HALOgen's rho_DM comes from (the DM-only run by default)
+LDL_SNAPSHOT = "dm_only" if config["data"]["dm_source"] == "dm_only" else "hydro"
+# test simulation -> its baseline volumes (read by the metrics and figure rules)
+BASELINE_VOLUMES = {
+    sim: expand(f"{RESULTS}/generated/{sim}/{{method}}_seed{BASELINE_SEED}.h5", method=BASELINE_METHODS)
+    for sim in BASELINE_TEST
+}
+# what `all` builds from this file (the Snakefile's all_targets() adds it)
+BASELINE_TARGETS = (
+    [v for sim in BASELINE_TEST for v in BASELINE_VOLUMES[sim]]
+    + (expand(f"{RESULTS}/figures/baselines_{{sim}}.pdf", sim=BASELINE_TEST) if BASELINE_METHODS else [])
+    + ([f"{RESULTS}/figures/ldl_loss.pdf"] if "ldl" in BASELINE_METHODS else [])
+)
+
+
+rule baselines:
+    """Every baseline volume and figure."""
+    input:
+        BASELINE_TARGETS,
+
+
+rule fit_halo_model:
+    """Halo model: the HI-to-halo-mass ratio of each channel (non-negative least squares of
+    T_b on the smoothed halo channels of the training simulations), as JSON with units."""
+    input:
+        grids=expand(f"{RESULTS}/grids/{{sim}}.h5", sim=BASELINE_TRAIN),
+    output:
+        f"{BASELINE_DIR}/halo_model.json",
+    params:
+        expect=grid_expectation(),
+    log:
+        f"{RESULTS}/logs/baselines/fit_halo_model.log",
+    resources:
+        **cluster_resources(gpu=False),
+    conda:
+        "../../envs/lodi.yaml"
+    script:
+        "../scripts/baseline_fit_halo_model.py"
+
+
+rule halo_model_volume:
+    """T_b painted by the halo model on HALOgen's halos (halo_model) or on the simulation's own
+    halos (halo_model_true), written as a generated volume."""
+    input:
+        model=f"{BASELINE_DIR}/halo_model.json",
+        halos=lambda w: f"{RESULTS}/halogen/predicted/{w.sim}.h5" if w.baseline == "halo_model" else f"{RESULTS}/grids/{w.sim}.h5",
+    output:
+        f"{RESULTS}/generated/{{sim}}/{{baseline}}_seed{{seed}}.h5",
+    wildcard_constraints:
+        sim=name_regex(BASELINE_TEST),
+        baseline="halo_model|halo_model_true",
+        seed=r"\d+",
+    log:
+        f"{RESULTS}/logs/baselines/{{sim}}_{{baseline}}_seed{{seed}}.log",
+    resources:
+        **cluster_resources(gpu=False),
+    conda:
+        "../../envs/lodi.yaml"
+    script:
+        "../scripts/baseline_halo_model.py"
+
+
+rule train_ldl:
+    """Lagrangian Deep Learning: fit the displacement and activation layers on the training
+    simulations' particles against their T_b grids (CPU); resumes from its checkpoint."""
+    input:
+        snapshots=[simulation_files(sim)[LDL_SNAPSHOT] for sim in BASELINE_TRAIN],
+        grids=expand(f"{RESULTS}/grids/{{sim}}.h5", sim=BASELINE_TRAIN),
+    output:
+        model=f"{BASELINE_DIR}/ldl/model.pt",
+        history=f"{BASELINE_DIR}/ldl/history.csv",
+    params:
+        ldl=config["baselines"]["ldl"],
+        checkpoint=f"{BASELINE_DIR}/ldl/checkpoint.pt",
+        expect=grid_expectation(),
+    log:
+        f"{RESULTS}/logs/baselines/train_ldl.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/rules/train_ldl.tsv"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=False),
+    conda:
+        "../../envs/lodi.yaml"
+    script:
+        "../scripts/baseline_train_ldl.py"
+
+
+rule ldl_volume:
+    """T_b painted by the trained LDL model on a test simulation's particles."""
+    input:
+        model=f"{BASELINE_DIR}/ldl/model.pt",
+        snapshot=lambda w: simulation_files(w.sim)[LDL_SNAPSHOT],
+        grid=f"{RESULTS}/grids/{{sim}}.h5",
+    output:
+        f"{RESULTS}/generated/{{sim}}/ldl_seed{{seed}}.h5",
+    wildcard_constraints:
+        sim=name_regex(BASELINE_TEST),
+        seed=r"\d+",
+    log:
+        f"{RESULTS}/logs/baselines/{{sim}}_ldl_seed{{seed}}.log",
+    threads: 4
+    resources:
+        **cluster_resources(gpu=False),
+    conda:
+        "../../envs/lodi.yaml"
+    script:
+        "../scripts/baseline_ldl.py"
+
+
+rule plot_ldl_training:
+    """Loss curve of the LDL fit (total and its real- and Fourier-space terms in the CSV)."""
+    input:
+        f"{BASELINE_DIR}/ldl/history.csv",
+    output:
+        pdf=report(f"{RESULTS}/figures/ldl_loss.pdf", caption="../report/baseline_ldl_loss.rst", category="Training"),
+        png=f"{RESULTS}/figures/ldl_loss.png",
+    log:
+        f"{RESULTS}/logs/figures/ldl_loss.log",
+    resources:
+        **cluster_resources(gpu=False),
+    conda:
+        "../../envs/lodi.yaml"
+    script:
+        "../scripts/baseline_plot_training.py"
+
+
+rule baselines_figure:
+    """Maps and P(k) of the target, latent overlap (first seed) and each baseline."""
+    input:
+        grid=f"{RESULTS}/grids/{{sim}}.h5",
+        volumes=lambda w: generated_volumes(methods=["latent_overlap"], sims=[w.sim], seeds=[BASELINE_SEED]) + BASELINE_VOLUMES[w.sim],
+    output:
+        pdf=report(f"{RESULTS}/figures/baselines_{{sim}}.pdf", caption="../report/baseline_figure.rst", category="Validation", subcategory="{sim}"),
+        png=f"{RESULTS}/figures/baselines_{{sim}}.png",
+    wildcard_constraints:
+        sim=name_regex(BASELINE_TEST),
+    params:
+        title=lambda w: f"{w.sim} ({config['run_name']})",
+    log:
+        f"{RESULTS}/logs/figures/baselines_{{sim}}.log",
+    resources:
+        **cluster_resources(gpu=False),
+    conda:
+        "../../envs/lodi.yaml"
+    script:
+        "../scripts/baseline_figure.py"

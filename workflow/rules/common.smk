@@ -1,0 +1,217 @@
+# Helpers shared by the rules: paths, simulation lists, targets. No rule logic here.
+import os
+import sys
+from pathlib import Path
+
+# lodi_core is importable by this process and by every job's script (also in --sdm conda
+# environments and SLURM jobs, which inherit the environment) without an install.
+_ROOT = str(Path(workflow.basedir))
+sys.path.insert(0, _ROOT)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p))
+from lodi_core.camels import Layout
+
+RESULTS = config.get("results", "results")
+
+
+def check_config():
+    """Constraints between keys that the schema cannot express; each error names the keys."""
+    from lodi_core.overlap import box_origins
+
+    n = config["data"]["n_grid"]
+    problems = []
+    halo = config["halogen"]
+    window = halo["train"]["window"]
+    down = 2 ** len(halo["network"]["channels"])
+    if window > n:
+        problems.append(f"halogen.train.window ({window}) is larger than data.n_grid ({n})")
+    if window % down:
+        problems.append(f"halogen.train.window ({window}) must be a multiple of 2^len(halogen.network.channels) = {down}")
+    groups = halo["network"]["out_channels"]
+    for key in ("channels", "bottleneck_channels"):
+        widths = halo["network"][key] if key == "channels" else [halo["network"][key]]
+        if any(w % groups for w in widths):
+            problems.append(f"halogen.network.{key} must be multiples of halogen.network.out_channels ({groups})")
+    n_channels = len(config["data"]["halo_mass_edges"])
+    if groups != n_channels:
+        problems.append(f"halogen.network.out_channels ({groups}) must equal the number of data.halo_mass_edges ({n_channels})")
+    if len(halo["loss"]["beta"]) != groups:
+        problems.append(f"halogen.loss.beta has {len(halo['loss']['beta'])} entries, one per halo channel ({groups}) expected")
+    lodi = config["lodi"]
+    box = lodi["train"]["box"]
+    ldown = 2 ** (len(lodi["network"]["channels"]) - 1)
+    if box % ldown:
+        problems.append(f"lodi.train.box ({box}) must be a multiple of 2^(len(lodi.network.channels) - 1) = {ldown}")
+    if lodi["network"]["cond_channels"] != n_channels:
+        problems.append(f"lodi.network.cond_channels ({lodi['network']['cond_channels']}) must equal the number of halo channels ({n_channels})")
+    for key in ("high_mass_channels", "low_mass_channels"):
+        if any(c > n_channels for c in lodi["train"][key]):
+            problems.append(f"lodi.train.{key} names a channel above {n_channels}")
+    try:
+        box_origins(n, box, config["generation"]["overlap"], config["generation"]["periodic"])
+    except ValueError as err:
+        problems.append(f"generation.overlap / lodi.train.box / data.n_grid: {err}")
+    if problems:
+        raise ValueError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+check_config()
+SYNTHETIC_ROOT = f"{RESULTS}/synthetic_camels"
+
+
+def cluster_resources(gpu=False):
+    """SLURM settings of the `slurm:` block (set by profiles/slurm): account, partition and,
+    for GPU rules, the GPU partition and model. Empty values are left out; locally this is
+    empty and changes nothing."""
+    c = config.get("slurm", {})
+    res = {}
+    if c.get("account"):
+        res["slurm_account"] = c["account"]
+    partition = (c.get("gpu_partition") or c.get("partition")) if gpu else c.get("partition")
+    if partition:
+        res["slurm_partition"] = partition
+    if gpu:
+        res["gpu"] = 1
+        if c.get("gpu_model"):
+            res["gpu_model"] = c["gpu_model"]
+    return res
+
+
+def data_source():
+    return config["data"]["source"]
+
+
+def camels_layout():
+    """Where the snapshots of the active source live (synthetic: written by this workflow)."""
+    cam = config["data"]["camels"]
+    if data_source() == "synthetic":
+        syn = config["synthetic"]
+        volume = f"L{config['data']['box_size']:g}n{syn['n_particles']}"
+        return Layout(root=SYNTHETIC_ROOT, suite=cam["suite"], volume=volume, set=cam["set"], snapnum=cam["snapnum"])
+    return Layout(root=cam["root"], suite=cam["suite"], volume=cam["volume"], set=cam["set"], snapnum=cam["snapnum"])
+
+
+def simulation_files(sim):
+    """The three inputs of one simulation (hydro snapshot, group catalogue, DM-only snapshot).
+    For real CAMELS data an existing older layout/naming is used where found."""
+    lay = camels_layout()
+    pick = lay.path if data_source() == "synthetic" else lay.find
+    return {
+        "hydro": str(pick("snapshot", sim)),
+        "groups": str(pick("groups", sim)),
+        "dm_only": str(pick("snapshot", sim, dm_only=True)),
+    }
+
+
+def camels_downloads(output):
+    """URL and optional SHA-256 of each file the download writes: the path below
+    data.camels.root is the path below the file server's base URL."""
+    cam = config["data"]["camels"]
+    files = {}
+    for key in ("hydro", "groups", "dm_only"):
+        rel = Path(output[key]).relative_to(cam["root"]).as_posix()
+        files[key] = {"url": f"{cam['base_url'].rstrip('/')}/{rel}", "sha256": cam["checksums"].get(rel)}
+    return files
+
+
+def simulations():
+    """Every simulation the config names, in a stable order."""
+    sims = config["simulations"]
+    names = sims["halogen_train"] + sims["lodi_train"] + sims["test"]
+    return list(dict.fromkeys(names))
+
+
+def synthetic_seed(sim):
+    seeds = config["synthetic"]["ic_seeds"]
+    if sim not in seeds:
+        raise ValueError(f"config synthetic.ic_seeds has no seed for simulation '{sim}' (it has {sorted(seeds)})")
+    return seeds[sim]
+
+
+def name_regex(names):
+    """A wildcard constraint matching exactly these names (nothing when empty)."""
+    import re
+
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+def external_simulations():
+    """Bring-your-own dark matter: name -> DM-only snapshot (generation.dm_snapshots)."""
+    return dict(config["generation"]["dm_snapshots"])
+
+
+def grid_expectation():
+    """Attributes every grid file must carry for this config."""
+    return {"box_size": float(config["data"]["box_size"]), "n_grid": int(config["data"]["n_grid"])}
+
+
+def generation_simulations():
+    return list(dict.fromkeys(config["simulations"]["test"] + list(external_simulations())))
+
+
+def halo_source(w):
+    """Halo channels LODI is conditioned on: HALOgen's prediction (the paper's pipeline) or,
+    for test simulations with generation.condition_on = true_halos, the simulation's own."""
+    if config["generation"]["condition_on"] == "true_halos" and w.sim not in external_simulations():
+        return f"{RESULTS}/grids/{w.sim}.h5"
+    return f"{RESULTS}/halogen/predicted/{w.sim}.h5"
+
+
+def generation_n_grid(w):
+    """Cells per side of a simulation's volume (external snapshots may be larger)."""
+    if w.sim in external_simulations():
+        return external_n_grid(w.sim)
+    return int(config["data"]["n_grid"])
+
+
+def external_n_grid(sim):
+    """Same cell size as the training grids: n = L / (L_train / n_train), read from the header."""
+    from lodi_core.camels import read_box_size
+
+    cell = float(config["data"]["box_size"]) / int(config["data"]["n_grid"])
+    box = read_box_size(external_simulations()[sim])
+    n = box / cell
+    if abs(n - round(n)) > 1e-6 * n:
+        raise ValueError(
+            f"generation.dm_snapshots.{sim}: box of {box:g} Mpc/h is not a whole number of training cells ({cell:g} Mpc/h)"
+        )
+    return int(round(n))
+
+
+def stage_inputs(w):
+    """A stage job needs the LODI model, the halo channels and (after stage 1) the state."""
+    inputs = {"model": f"{RESULTS}/lodi/model.pt", "halos": halo_source(w)}
+    if int(w.stage) > 1:
+        inputs["state"] = f"{GEN}/{w.sim}/seed{w.seed}/state_stage{int(w.stage) - 1}.h5"
+    return inputs
+
+
+def merge_inputs(w):
+    inputs = {
+        "shards": expand(
+            f"{GEN}/{w.sim}/seed{w.seed}/stage{w.stage}_shard{{shard}}.h5",
+            shard=range(config["generation"]["shards"]),
+        )
+    }
+    if int(w.stage) > 1:
+        inputs["state"] = f"{GEN}/{w.sim}/seed{w.seed}/state_stage{int(w.stage) - 1}.h5"
+    return inputs
+
+
+def generated_volumes(methods=None, sims=None, seeds=None):
+    methods = methods or config["generation"]["methods"]
+    return expand(
+        f"{RESULTS}/generated/{{sim}}/{{method}}_seed{{seed}}.h5",
+        sim=sims or generation_simulations(),
+        method=methods,
+        seed=seeds or config["seeds"],
+    )
+
+
+def all_targets():
+    targets = expand(f"{RESULTS}/figures/grids_{{sim}}.pdf", sim=simulations())
+    targets += expand(f"{RESULTS}/figures/{{model}}_loss.pdf", model=["halogen", "lodi"])
+    targets += expand(f"{RESULTS}/halogen/eval/{{sim}}_summary.csv", sim=config["simulations"]["test"])
+    targets += generated_volumes()
+    targets += FIGURE_TARGETS  # figures.smk: the paper's figures and metrics.csv
+    targets += BASELINE_TARGETS  # baselines.smk: halo model and LDL volumes and figures
+    return targets

@@ -1,0 +1,10 @@
+"""rule fit_halo_model: HI-to-halo-mass ratio per channel from the training grids."""
+from lodi_core.baselines import run_fit_halo_model
+from lodi_core.runtime import run_script
+
+
+def main():
+    run_fit_halo_model(list(snakemake.input.grids), snakemake.output[0], snakemake.params.expect)
+
+
+run_script(main, snakemake.log[0])
