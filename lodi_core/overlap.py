@@ -117,11 +117,13 @@ def micro_batches(items: list, batch_size: int) -> list[list]:
     return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
 
 
-def shard_slice(n_batches: int, shard: int, n_shards: int) -> range:
-    """The micro-batches of shard ``shard`` (0-based) of ``n_shards``: contiguous and balanced."""
+def shard_slice(n_boxes: int, shard: int, n_shards: int) -> range:
+    """The boxes of shard ``shard`` (0-based) of ``n_shards``: contiguous, balanced to one box
+    (the shard then goes through the network in micro-batches of its own). Sharding the
+    boxes, not the micro-batches, keeps every shard busy when a stage fits in a few batches."""
     if not 0 <= shard < n_shards:
         raise ValueError(f"shard {shard} out of range for {n_shards} shards")
-    return range(shard * n_batches // n_shards, (shard + 1) * n_batches // n_shards)
+    return range(shard * n_boxes // n_shards, (shard + 1) * n_boxes // n_shards)
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -182,8 +184,7 @@ def sample_stage_shard(
     indices and origins handled and their x_0 (n, b, b, b). Boxes are identified by
     (index, origin) pairs in ``stage_boxes``."""
     n = cond_volume.shape[-1]
-    batches = micro_batches(stage_boxes, batch_size)
-    mine = [batches[b] for b in shard_slice(len(batches), shard, n_shards)]
+    mine = micro_batches([stage_boxes[i] for i in shard_slice(len(stage_boxes), shard, n_shards)], batch_size)
     done, outputs = [], []
     for batch in tqdm(mine, desc=f"{method} stage {state.stage + 1} shard {shard + 1}/{n_shards}", disable=not progress):
         idx = [box_index_arrays(origin, box, n, cond_volume.device) for _, origin in batch]

@@ -5,7 +5,7 @@ import torch
 
 from lodi_core.generate import GenerationConfig, generate_baseline, generate_volume, load_condition
 from lodi_core.lodi_run import BoxSampler
-from lodi_core.overlap import box_grid, box_origins, seam_metric, stage_indices, stage_schedule, tiling_origins
+from lodi_core.overlap import box_grid, box_origins, seam_metric, shard_slice, stage_indices, stage_schedule, tiling_origins
 
 
 def test_paper_stage_counts():
@@ -102,6 +102,15 @@ def test_generation_is_deterministic_and_independent_of_sharding(sampler_and_con
     other = generate_volume(sampler, cond, 8, "sim", GenerationConfig(overlap=2, batch_size=4, shards=1)).x0
     assert torch.equal(one, three)
     assert not torch.equal(one, other)
+
+
+@pytest.mark.parametrize("n_shards", [1, 2, 4, 16])
+def test_shards_split_every_stage_evenly(n_shards):
+    # the paper's grid: every shard of every stage has work, whatever the micro-batch size
+    for stage in stage_schedule(256, 32, 4):
+        parts = [shard_slice(len(stage), s, n_shards) for s in range(n_shards)]
+        assert sorted(i for p in parts for i in p) == list(range(len(stage)))
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1 and min(map(len, parts)) >= 1
 
 
 def test_baselines_cover_the_volume(sampler_and_cond):
