@@ -35,6 +35,24 @@ def timeit(fn, device="cpu", repeat: int = 3, warmup: int = 1) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "repeat": repeat}
 
 
+def time_steps(step, device, steps: int, warmup: int = 2) -> dict:
+    """Training-step timing: the first step (compilation, cuDNN autotuning) alone, then
+    ``warmup`` steps, then the mean over ``steps`` with the peak GPU memory of those."""
+    t0 = time.perf_counter()
+    step()
+    sync(device)
+    first = time.perf_counter() - t0
+    for _ in range(warmup):
+        step()
+    reset_peak(device)
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return {"s_per_step": (time.perf_counter() - t0) / steps, "first_step_s": first, **peak_memory(device)}
+
+
 def peak_memory(device) -> dict:
     if torch.device(device).type != "cuda":
         return {}

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from _common import peak_memory, reset_peak, sync, write
+from _common import peak_memory, reset_peak, sync, time_steps, write
 from lodi_core.halogen import HALOgen, HalogenConfig, LossConfig, halogen_loss
 from lodi_core.halogen_run import CHANNELS_LAST
 from lodi_core.windows import sliding_window_apply
@@ -49,20 +49,8 @@ def training(bf16: bool, compile_: bool) -> dict:
         halogen_loss(pred.float(), y, m, model, loss_cfg).total.backward()
         opt.step()
 
-    t0 = time.perf_counter()
-    step()
-    sync(device)
-    first = time.perf_counter() - t0
-    for _ in range(2):
-        step()
-    reset_peak(device)
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    dt = (time.perf_counter() - t0) / steps
-    return {"samples_per_s": batch / dt, "s_per_step": dt, "first_step_s": first, **peak_memory(device)}
+    timing = time_steps(step, device, steps)
+    return {"samples_per_s": batch / timing["s_per_step"], **timing}
 
 
 @torch.no_grad()

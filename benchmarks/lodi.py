@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from _common import peak_memory, reset_peak, sync, write
+from _common import peak_memory, reset_peak, sync, time_steps, write
 from lodi_core.unet import Denoiser, DenoiserConfig
 from lodi_core.vdm import VDM, VDMConfig
 
@@ -52,20 +52,8 @@ def training(bf16, compile_):
         loss.backward()
         opt.step()
 
-    t0 = time.perf_counter()
-    step()
-    sync(device)
-    first = time.perf_counter() - t0
-    for _ in range(2):
-        step()
-    reset_peak(device)
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(device)
-    dt = (time.perf_counter() - t0) / steps
-    return {"iterations_per_s": 1 / dt, "first_step_s": first, **peak_memory(device)}
+    timing = time_steps(step, device, steps)
+    return {"iterations_per_s": 1 / timing["s_per_step"], **timing}
 
 
 @torch.no_grad()

@@ -31,6 +31,7 @@ from scipy.optimize import nnls
 from torch import nn
 
 from . import camels
+from .configs import ConfigSection
 from .cosmology import Cosmology
 from .fields import brightness_temperature, cell_volume, cic, fourier_wavenumbers, gaussian_smooth
 from .generate import GenerationConfig, volume_attrs
@@ -198,7 +199,7 @@ def _trilinear(cells: torch.Tensor, idx: torch.Tensor, u: torch.Tensor, derivati
     combined with the CIC weights of the offsets ``u`` (N, 3): (N,), and with
     ``derivative`` also d/du (N, 3). Nested lerps, z first: no (N, 8) weight array."""
     v = cells.index_select(0, idx.reshape(-1)).view(-1, 2, 2, 2)
-    ux, uy, uz = u[:, 0, None], u[:, 1, None], u[:, 2, None, None]
+    uy, uz = u[:, 1, None], u[:, 2, None, None]
     dz = v[..., 1] - v[..., 0]  # (N, 2, 2)
     vz = v[..., 0] + uz * dz
     dy = vz[..., 1] - vz[..., 0]  # (N, 2)
@@ -308,7 +309,7 @@ class Stencil:
 
 # ----------------------------------------------------------------------------- LDL model
 @dataclass(frozen=True)
-class LDLConfig:
+class LDLConfig(ConfigSection):
     """Config ``baselines.ldl``."""
 
     layers: int = 2
@@ -319,10 +320,6 @@ class LDLConfig:
     loss_power: float = 1.0
     fourier_n: float = 1.0
     checkpoint_every: int = 25
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LDLConfig":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 def _fd_gradient_kernels(n: int, box_size: float, dtype=torch.float32) -> list[torch.Tensor]:
@@ -561,7 +558,7 @@ def train_ldl(snapshots, grid_paths, cfg: LDLConfig, checkpoint_path, history_pa
         return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / max(1, cfg.steps))))
 
     spec = LoopSpec(kind="ldl", total_steps=cfg.steps, checkpoint_every=cfg.checkpoint_every, validate_every=cfg.steps, progress=progress)
-    resume_key = {"config": {k: v for k, v in asdict(cfg).items() if k not in ("steps", "checkpoint_every")},
+    resume_key = {"config": cfg.to_dict(exclude=("steps", "checkpoint_every")),
                   "data": [str(p) for p in snapshots] + [str(p) for p in grid_paths]}
     final = train(spec, model, optimizer, compute_loss, lr_at, checkpoint_path, history_path, resume_key)
     model.load_state_dict(final["model"])
@@ -569,7 +566,7 @@ def train_ldl(snapshots, grid_paths, cfg: LDLConfig, checkpoint_path, history_pa
     return {
         "kind": "ldl",
         "model": final["model"],
-        "config": asdict(cfg),
+        "config": cfg.to_dict(),
         "grid": {"box_size": box, "n_grid": n, "smoothing_radius": radius, "redshift": attrs.get("redshift", 0.0)},
         "parameters": model.describe(),
         "steps": final["step"],

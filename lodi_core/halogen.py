@@ -9,16 +9,18 @@ four channels never mix (Fig. 2; the paper found that mixing groups degrades res
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .configs import ConfigSection
+
 
 @dataclass(frozen=True)
-class HalogenConfig:
+class HalogenConfig(ConfigSection):
     """Architecture (config ``halogen.network``)."""
 
     in_channels: int = 1
@@ -27,17 +29,6 @@ class HalogenConfig:
     bottleneck_channels: int = 256
     blocks_per_stage: int = 1
     attention: bool = True
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "HalogenConfig":
-        d = dict(d)
-        d["channels"] = tuple(d["channels"])
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
 
 
 def interleave_groups(a: torch.Tensor, b: torch.Tensor, groups: int) -> torch.Tensor:
@@ -140,7 +131,7 @@ class HALOgen(nn.Module):
 
 # ----------------------------------------------------------------------------- masked loss
 @dataclass(frozen=True)
-class LossConfig:
+class LossConfig(ConfigSection):
     """Eq. 5 hyper-parameters (paper: alpha 0.6, q 0.7, beta [1, 2, 5, 8], lambda_w 1e-6)."""
 
     alpha: float = 0.6
@@ -149,12 +140,6 @@ class LossConfig:
     lambda_w: float = 1e-6
     percentile: float = 95.0  # Eq. 3: P(rho > T_c) = 0.05
     neighbour_mask: bool = True
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LossConfig":
-        d = dict(d)
-        d["beta"] = tuple(d["beta"])
-        return cls(**d)
 
 
 def channel_thresholds(targets, percentile: float = 95.0) -> torch.Tensor:

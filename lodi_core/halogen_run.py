@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .augment import CUBE_SYMMETRIES, apply_symmetry
+from .configs import ConfigSection
 from .halogen import HALOgen, HalogenConfig, LossConfig, channel_thresholds, halogen_loss, loss_mask
 from .io import InputError, load_checkpoint, read_training_grids
 from .spectra import correlation_coefficient, overdensity, power_spectrum
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class HalogenTrainConfig:
+class HalogenTrainConfig(ConfigSection):
     """Config ``halogen`` (training part); paper values in config/paper.yaml."""
 
     window: int = 64
@@ -147,7 +148,7 @@ def train_halogen(
         return total / max(n, 1)
 
     spec = LoopSpec(kind="halogen", total_steps=cfg.epochs * spe, checkpoint_every=spe, validate_every=spe, progress=progress)
-    resume_key = {"network": net_cfg.to_dict(), "train": _asdict(cfg, exclude=("epochs",)), "loss": _asdict(loss_cfg), "data": [str(f) for f in grid_files]}
+    resume_key = {"network": net_cfg.to_dict(), "train": cfg.to_dict(exclude=("epochs",)), "loss": loss_cfg.to_dict(), "data": [str(f) for f in grid_files]}
     final = train(
         spec, model, optimizer, compute_loss, lambda s: lr_at_epoch(s / spe, cfg), checkpoint_path, history_path, resume_key,
         validate=validate if data.val else None,
@@ -165,11 +166,6 @@ def train_halogen(
         "steps": final["step"],
         "epochs": cfg.epochs,
     }
-
-
-def _asdict(obj, exclude=()) -> dict:
-    d = asdict(obj)
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items() if k not in exclude}
 
 
 def load_halogen(path, device="cpu") -> tuple[HALOgen, dict]:

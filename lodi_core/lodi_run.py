@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .augment import CUBE_SYMMETRIES, apply_symmetry
+from .configs import ConfigSection
 from .io import InputError, load_checkpoint, read_training_grids
 from .runtime import autocast
 from .training import EMA, LoopSpec, train
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class LodiTrainConfig:
+class LodiTrainConfig(ConfigSection):
     """Config ``lodi.train`` (paper values in config/paper.yaml)."""
 
     box: int = 32
@@ -48,13 +49,6 @@ class LodiTrainConfig:
     seed: int = 0
     bf16: bool = True
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "LodiTrainConfig":
-        d = dict(d)
-        for k in ("high_mass_channels", "low_mass_channels"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
 
 
 def _local_maxima(field: torch.Tensor) -> torch.Tensor:
@@ -193,7 +187,7 @@ def train_lodi(
     )
     resume_key = {
         "network": net_cfg.to_dict(), "vdm": vdm_cfg.to_dict(),
-        "train": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items() if k not in ("iterations", "checkpoint_every", "validate_every")},
+        "train": cfg.to_dict(exclude=("iterations", "checkpoint_every", "validate_every")),
         "data": [str(f) for f in grid_files],
     }
     final = train(spec, model, optimizer, compute_loss, lambda s: lr_at(s, cfg), checkpoint_path, history_path, resume_key,
@@ -215,7 +209,7 @@ def train_lodi(
 def load_lodi(path, device="cpu") -> tuple[VDM, dict]:
     """The trained VDM (EMA weights, eval mode) and the model file's metadata."""
     state = load_checkpoint(path, kind="lodi", map_location=device)
-    model = build_vdm(DenoiserConfig.from_dict(state["network"]), VDMConfig(**state["vdm"])).to(device)
+    model = build_vdm(DenoiserConfig.from_dict(state["network"]), VDMConfig.from_dict(state["vdm"])).to(device)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:

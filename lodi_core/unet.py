@@ -9,15 +9,17 @@ sigma_t / alpha_t."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .configs import ConfigSection
+
 
 @dataclass(frozen=True)
-class DenoiserConfig:
+class DenoiserConfig(ConfigSection):
     """Architecture (config ``lodi.network``)."""
 
     in_channels: int = 1  # the noisy T_b
@@ -29,17 +31,6 @@ class DenoiserConfig:
     attention_heads: int = 4
     gamma_min: float = -13.3  # fixed normalisation of gamma for the time embedding
     gamma_max: float = 13.3
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DenoiserConfig":
-        d = dict(d)
-        d["channels"] = tuple(d["channels"])
-        return cls(**d)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
 
 
 def fourier_time_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:

@@ -9,23 +9,22 @@ sigma_t^2 = sigmoid(gamma(t)), with the learned linear schedule gamma(t) = b + |
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .configs import ConfigSection
+
 
 @dataclass(frozen=True)
-class VDMConfig:
+class VDMConfig(ConfigSection):
     """T = 50 steps (paper); gamma initialised from -13.3 to 13.3 as Ono et al. (2024)."""
 
     timesteps: int = 50
     gamma_min: float = -13.3
     gamma_max: float = 13.3
     antithetic_time_sampling: bool = True
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class LinearSchedule(nn.Module):

@@ -10,7 +10,7 @@ def main():
     content = train_halogen(
         list(snakemake.input.grids),
         HalogenConfig.from_dict(cfg["network"]),
-        HalogenTrainConfig(**cfg["train"]),
+        HalogenTrainConfig.from_dict(cfg["train"]),
         LossConfig.from_dict(cfg["loss"]),
         checkpoint_path=snakemake.params.checkpoint,
         history_path=snakemake.output.history,

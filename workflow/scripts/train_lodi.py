@@ -11,7 +11,7 @@ def main():
     content = train_lodi(
         list(snakemake.input.grids),
         DenoiserConfig.from_dict(cfg["network"]),
-        VDMConfig(**cfg["vdm"]),
+        VDMConfig.from_dict(cfg["vdm"]),
         LodiTrainConfig.from_dict(cfg["train"]),
         checkpoint_path=snakemake.params.checkpoint,
         history_path=snakemake.output.history,
