@@ -2,8 +2,9 @@
 inference (stride 16), fp32 eager against bf16 autocast (and bf16 + torch.compile, and bf16
 in the default contiguous memory format instead of channels_last_3d: the first H100 run took
 36 s for 256^3 against the paper's 16 s on an A100, and grouped 3D convolutions and GroupNorm
-in channels_last are the first suspect), peak GPU memory. The paper's network size (config/paper.yaml). Run: python benchmarks/halogen.py
-[--quick] (quick: small sizes, for checking on a CPU)."""
+in channels_last are the first suspect), peak GPU memory. The paper's network size
+(config/paper.yaml). Run: python benchmarks/halogen.py [--quick] (quick: small sizes, for
+checking on a CPU)."""
 from __future__ import annotations
 
 import sys

@@ -50,7 +50,6 @@ class LodiTrainConfig(ConfigSection):
     bf16: bool = True
 
 
-
 def _local_maxima(field: torch.Tensor) -> torch.Tensor:
     """Voxels equal to the maximum of their periodic 3x3x3 neighbourhood."""
     padded = F.pad(field[None, None], (1,) * 6, mode="circular")
