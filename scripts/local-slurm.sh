@@ -39,7 +39,8 @@ fi
 cpus=${LOCAL_SLURM_CPUS:-16}
 mem_mb=${LOCAL_SLURM_MEM_MB:-128000}
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
-cat > /etc/slurm/slurm.conf <<CONF
+conf=$(mktemp)
+cat > "$conf" <<CONF
 ClusterName=local
 SlurmctldHost=${host}
 AuthType=auth/munge
@@ -60,11 +61,27 @@ SlurmdLogFile=/var/log/slurm/slurmd.log
 SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
 GresTypes=gpu
-NodeName=${host} CPUs=${cpus} RealMemory=${mem_mb} Gres=gpu:1 State=UNKNOWN
+NodeName=${host} CPUs=${cpus} RealMemory=${mem_mb} Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
-# a fake GPU: jobs asking for one get CUDA_VISIBLE_DEVICES=0 and find no CUDA device
-echo "NodeName=${host} Name=gpu File=/dev/null" > /etc/slurm/gres.conf
+# two fake GPUs (each needs its own device file), so two shards of a stage run at once: jobs
+# asking for one get CUDA_VISIBLE_DEVICES=0 and find no CUDA device
+gres="NodeName=${host} Name=gpu File=/dev/null
+NodeName=${host} Name=gpu File=/dev/zero"
+# a changed configuration (GRES counts above all) needs the daemons restarted, not reconfigured
+if ! cmp -s "$conf" /etc/slurm/slurm.conf || [ "$(cat /etc/slurm/gres.conf 2>/dev/null)" != "$gres" ]; then
+    chmod 644 "$conf"
+    mv "$conf" /etc/slurm/slurm.conf
+    echo "$gres" > /etc/slurm/gres.conf
+    pkill -x slurmd || true
+    pkill -x slurmctld || true
+    for _ in $(seq 1 50); do
+        pgrep -x slurmd >/dev/null || pgrep -x slurmctld >/dev/null || break
+        sleep 0.2
+    done
+else
+    rm -f "$conf"
+fi
 
 pgrep -x slurmctld >/dev/null || slurmctld
 pgrep -x slurmd >/dev/null || slurmd

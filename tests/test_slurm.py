@@ -35,7 +35,7 @@ def test_profile(tmp_path_factory):
     prof = tmp_path_factory.mktemp("profile") / "slurm"
     prof.mkdir()
     text = (REPO / "profiles/slurm/config.yaml").read_text()
-    text += "slurm-status-command: squeue\nslurm-init-seconds-before-status-checks: 5\n"
+    text += "slurm-status-command: squeue\nslurm-init-seconds-before-status-checks: 1\n"
     (prof / "config.yaml").write_text(text)
     return prof
 

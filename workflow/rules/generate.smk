@@ -9,6 +9,13 @@ wildcard_constraints:
     method="tiling|averaging",
 
 
+# Merging a stage is seconds of I/O on the critical path between stages: on a cluster it runs
+# where Snakemake runs instead of queueing once per stage (8 queue waits per realisation).
+localrules:
+    merge_stage,
+    assemble_latent_overlap,
+
+
 rule generate_stage:
     """Sample one shard of one stage's boxes with latent overlap (Algorithm 1), conditioned
     on the state after the previous stage (a GPU job)."""
