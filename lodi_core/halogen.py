@@ -9,6 +9,7 @@ four channels never mix (Fig. 2; the paper found that mixing groups degrades res
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -127,6 +128,30 @@ class HALOgen(nn.Module):
             h = F.interpolate(h, scale_factor=2, mode="trilinear", align_corners=False)
             h = stage(interleave_groups(h, skips.pop(), self.groups))
         return self.head(F.silu(self.head_norm(h)))
+
+
+def dense_equivalent(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every grouped convolution replaced by a dense one whose
+    kernel is block-diagonal: the same function (the zero blocks couple no groups) at
+    ``groups`` times the arithmetic, run by the dense convolution kernels, which some GPU
+    backends execute far faster than grouped 3D ones. For inference only: training the
+    copy would fill the zero blocks and mix the groups."""
+    out = copy.deepcopy(model)
+    for parent in list(out.modules()):
+        for name, conv in list(parent.named_children()):
+            if not isinstance(conv, nn.Conv3d) or conv.groups == 1:
+                continue
+            g, ci, co = conv.groups, conv.in_channels // conv.groups, conv.out_channels // conv.groups
+            dense = nn.Conv3d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                              bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
+            with torch.no_grad():
+                dense.weight.zero_()
+                for k in range(g):
+                    dense.weight[k * co : (k + 1) * co, k * ci : (k + 1) * ci] = conv.weight[k * co : (k + 1) * co]
+                if conv.bias is not None:
+                    dense.bias.copy_(conv.bias)
+            setattr(parent, name, dense)
+    return out
 
 
 # ----------------------------------------------------------------------------- masked loss

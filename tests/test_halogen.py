@@ -11,6 +11,7 @@ from lodi_core.halogen import (
     LossConfig,
     channel_thresholds,
     channel_weights,
+    dense_equivalent,
     halogen_loss,
     interleave_groups,
     loss_mask,
@@ -111,6 +112,19 @@ def test_groups_never_mix():
         assert torch.count_nonzero(chunks[1:]) == 0, name
         if name.startswith(("stem", "down.0")):
             assert torch.count_nonzero(chunks[0]) > 0, name
+
+
+def test_dense_equivalent_is_the_same_function_with_no_grouped_convolutions():
+    torch.manual_seed(0)
+    net = HALOgen(TINY).eval()
+    dense = dense_equivalent(net)
+    convs = [m for m in dense.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert len(convs) == sum(isinstance(m, torch.nn.Conv3d) for m in net.modules())
+    assert all(m.groups == 1 for m in convs)
+    assert any(m.groups > 1 for m in net.modules() if isinstance(m, torch.nn.Conv3d))  # the original is untouched
+    x = torch.randn(2, 1, 16, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(dense(x), net(x), rtol=1e-5, atol=1e-5)
 
 
 def test_interleave_groups_keeps_group_order():
