@@ -1,8 +1,10 @@
 """One whole realisation (paper grid: 256^3, boxes of 32^3, overlap 4, 729 boxes in 8
 stages) on one device: HALOgen on the full box, then the 8 latent-overlap stages, staged
 and batched, against box-by-box sequential generation in the same run (timed on the first
-``--sequential-boxes`` boxes and scaled to 729), plus where the time goes and peak memory.
-Untrained paper-size networks: the arithmetic is the same as with trained weights.
+``--sequential-boxes`` boxes and scaled to 729), plus where the time goes (per stage, the
+denoiser alone against the latent-overlap bookkeeping) and peak memory. The JSON is
+rewritten after each part, so a time limit keeps what was measured. Untrained paper-size
+networks: the arithmetic is the same as with trained weights.
 Run: python benchmarks/generate.py [--quick] [--sequential-boxes 40]"""
 from __future__ import annotations
 
@@ -92,24 +94,31 @@ def network_only(sampler, cond, n_boxes, batch):
 
 
 def main():
+    name = "generate" + ("_quick" if args.quick else "")
     halogen, sampler = build()
     dm = torch.randn(1, N, N, N, device=device)
     cfg = GenerationConfig(overlap=OVERLAP, batch_size=args.batch_size, bf16=BF16)
-    run_halogen(halogen, dm[:, : WINDOW * 2, : WINDOW * 2, : WINDOW * 2])  # warm-up
-    halos = run_halogen(halogen, dm)
-    cond = sampler.condition(halos.unsqueeze(0))[0]
+    result = {"device": str(device), "grid": N, "box": BOX, "overlap": OVERLAP, "timesteps": T, "batch_size": args.batch_size, "bf16": BF16,
+              "paper": {"total_s": 106.0, "halogen_s": 16.0, "lodi_s": 90.0, "staging_speedup": 6.0}}
+    run_halogen(halogen, dm[:, : WINDOW * 2, : WINDOW * 2, : WINDOW * 2])  # warm-up: the same window batches
     reset_peak(device)
     sync(device)
     t0 = time.perf_counter()
     halos = run_halogen(halogen, dm)
     sync(device)
-    t_halogen = time.perf_counter() - t0
+    result["halogen_s"] = time.perf_counter() - t0
+    write(name, result)  # rewritten after each part: a time limit keeps what was measured
     cond = sampler.condition(halos.unsqueeze(0))[0]
+    network_only(sampler, cond, args.batch_size, args.batch_size)  # warm-up of the denoiser
     t0 = time.perf_counter()
     state, per_stage = staged(sampler, cond, cfg)
     t_lodi = time.perf_counter() - t0
     n_boxes = sum(s["boxes"] for s in per_stage)
-    memory = peak_memory(device)
+    result.update({"boxes": n_boxes, "lodi_staged_s": t_lodi, "total_staged_s": result["halogen_s"] + t_lodi, "per_stage": per_stage, **peak_memory(device)})
+    write(name, result)
+    t_net = network_only(sampler, cond, n_boxes, args.batch_size)
+    result.update({"denoiser_only_s": t_net, "bookkeeping_s": t_lodi - t_net})
+    write(name, result)
     # box by box: the same code with micro-batches of one box, on the first boxes of stage 1
     k = min(args.sequential_boxes, per_stage[0]["boxes"])
     boxes = stage_boxes(N, BOX, cfg, 1)[:k]
@@ -119,18 +128,9 @@ def main():
     sample_stage_shard(sampler, empty, cond, boxes, BOX, 0, "bench", 0, 1, 1)
     sync(device)
     t_seq = (time.perf_counter() - t0) / k
-    t_net = network_only(sampler, cond, n_boxes, args.batch_size)
-    result = {
-        "device": str(device), "grid": N, "box": BOX, "overlap": OVERLAP, "timesteps": T, "boxes": n_boxes, "batch_size": args.batch_size, "bf16": BF16,
-        "halogen_s": t_halogen, "lodi_staged_s": t_lodi, "total_staged_s": t_halogen + t_lodi,
-        "per_stage": per_stage,
-        "sequential_s_per_box": t_seq, "sequential_boxes_timed": k, "lodi_sequential_s_extrapolated": t_seq * n_boxes,
-        "staging_speedup": t_seq * n_boxes / t_lodi,
-        "denoiser_only_s": t_net, "bookkeeping_s": t_lodi - t_net,
-        "paper": {"total_s": 106.0, "halogen_s": 16.0, "lodi_s": 90.0, "staging_speedup": 6.0},
-        **memory,
-    }
-    write("generate" + ("_quick" if args.quick else ""), result)
+    result.update({"sequential_s_per_box": t_seq, "sequential_boxes_timed": k, "lodi_sequential_s_extrapolated": t_seq * n_boxes,
+                   "staging_speedup": t_seq * n_boxes / t_lodi})
+    write(name, result)
 
 
 if __name__ == "__main__":
