@@ -33,7 +33,7 @@ from torch import nn
 from . import camels
 from .configs import ConfigSection
 from .cosmology import Cosmology
-from .fields import brightness_temperature, cell_volume, cic, fourier_wavenumbers, gaussian_smooth
+from .fields import Stencil, brightness_temperature, cell_volume, cic, fourier_wavenumbers, gaussian_smooth
 from .generate import GenerationConfig, volume_attrs
 from .halos import channel_index
 from .io import InputError, atomic_path, code_version, load_checkpoint, read_grids, write_grids
@@ -191,120 +191,6 @@ def run_halo_model_volume(model_path, halos_path, out_path, method: str, seed: i
         raise InputError(halos_path, f"halo mass edges {edges} differ from the halo model's {list(model.mass_edges)}")
     tb = paint_halo_channels(halos, model.coefficients)
     write_baseline(out_path, tb, baseline_attrs(attrs, method, seed, simulation, model_path, {"halos": halos_path}))
-
-
-# ----------------------------------------------------------------------------- CIC sharing a stencil
-def _trilinear(cells: torch.Tensor, idx: torch.Tensor, u: torch.Tensor, derivative: bool):
-    """Values of a padded flat grid (m^3,) at the 8 cells ``idx`` (N, 8) around each particle
-    combined with the CIC weights of the offsets ``u`` (N, 3): (N,), and with
-    ``derivative`` also d/du (N, 3). Nested lerps, z first: no (N, 8) weight array."""
-    v = cells.index_select(0, idx.reshape(-1)).view(-1, 2, 2, 2)
-    uy, uz = u[:, 1, None], u[:, 2, None, None]
-    dz = v[..., 1] - v[..., 0]  # (N, 2, 2)
-    vz = v[..., 0] + uz * dz
-    dy = vz[..., 1] - vz[..., 0]  # (N, 2)
-    vy = vz[..., 0] + uy * dy
-    value = vy[:, 0] + u[:, 0] * (vy[:, 1] - vy[:, 0])
-    if not derivative:
-        return value, None
-    dzy = dz[..., 0] + uy * (dz[..., 1] - dz[..., 0])  # (N, 2)
-    grad = torch.stack((
-        vy[:, 1] - vy[:, 0],
-        dy[:, 0] + u[:, 0] * (dy[:, 1] - dy[:, 0]),
-        dzy[:, 0] + u[:, 0] * (dzy[:, 1] - dzy[:, 0]),
-    ), dim=1)
-    return value, grad
-
-
-def _weights8(u: torch.Tensor) -> torch.Tensor:
-    w = torch.stack((1.0 - u, u), dim=-1)  # (N, 3, 2)
-    return (w[:, 0, :, None, None] * w[:, 1, None, :, None] * w[:, 2, None, None, :]).reshape(-1, 8)
-
-
-class _Paint(torch.autograd.Function):
-    """CIC paint into the padded flat grid (m^3,); gradients for the offsets and masses are
-    read-outs of the incoming gradient (paint and read-out are adjoint)."""
-
-    @staticmethod
-    def forward(ctx, u, mass, idx, size):
-        w = _weights8(u)
-        if mass is not None:
-            w = w * mass[:, None]
-        ctx.save_for_backward(u, mass, idx)
-        return torch.zeros(size, dtype=u.dtype, device=u.device).index_add_(0, idx.reshape(-1), w.reshape(-1))
-
-    @staticmethod
-    def backward(ctx, grad):
-        u, mass, idx = ctx.saved_tensors
-        value, d = _trilinear(grad.contiguous(), idx, u, ctx.needs_input_grad[0])
-        grad_u = None if d is None else (d if mass is None else d * mass[:, None])
-        grad_mass = value if mass is not None and ctx.needs_input_grad[1] else None
-        return grad_u, grad_mass, None, None
-
-
-class _Read(torch.autograd.Function):
-    """CIC read-out of padded flat grids (C, m^3) at the particles, (N, C)."""
-
-    @staticmethod
-    def forward(ctx, cells, u, idx):
-        ctx.save_for_backward(cells, u, idx)
-        return torch.stack([_trilinear(c, idx, u, False)[0] for c in cells], dim=1)
-
-    @staticmethod
-    def backward(ctx, grad):
-        cells, u, idx = ctx.saved_tensors
-        grad_cells = grad_u = None
-        if ctx.needs_input_grad[0]:
-            w = _weights8(u)
-            flat = idx.reshape(-1)
-            grad_cells = torch.stack([torch.zeros_like(cells[0]).index_add_(0, flat, (w * grad[:, c, None]).reshape(-1)) for c in range(len(cells))])
-        if ctx.needs_input_grad[1]:
-            grad_u = sum(_trilinear(cells[c], idx, u, True)[1] * grad[:, c, None] for c in range(len(cells)))
-        return grad_cells, grad_u, None
-
-
-@dataclass
-class Stencil:
-    """CIC stencil of N particles on a periodic n^3 grid: flat indices of the 8 cells
-    around each particle in the grid padded by one cell, (N, 8) int32, and the offsets
-    u in [0, 1)^3 from the lower cell (differentiable in the positions). A displacement
-    layer paints and reads out at the same positions, so it builds the stencil once
-    (the convention of :func:`fields.cic`: grid point i at i * cell)."""
-
-    idx: torch.Tensor
-    u: torch.Tensor
-    n: int
-
-    @classmethod
-    def at(cls, x: torch.Tensor, n: int) -> "Stencil":
-        """``x`` (N, 3) in grid units, any real values (wrapped periodically)."""
-        x = torch.remainder(x, n)
-        x = torch.where(x >= n, x - n, x)  # remainder can round up to exactly n
-        base = torch.floor(x.detach())
-        b = base.to(torch.int32)
-        m = n + 1
-        offsets = torch.tensor([(i * m + j) * m + k for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=torch.int32, device=x.device)
-        idx = ((b[:, 0] * m + b[:, 1]) * m + b[:, 2])[:, None] + offsets
-        return cls(idx, x - base, n)
-
-    def paint(self, mass: torch.Tensor | None = None) -> torch.Tensor:
-        """Sum of the (unit or ``mass``) CIC weights per cell, (n, n, n); the padding planes
-        are folded back onto planes 0. Differentiable in the positions and ``mass``."""
-        n, m = self.n, self.n + 1
-        g = _Paint.apply(self.u, mass, self.idx, m**3).view(m, m, m)
-        g = torch.cat((g[:1] + g[n:], g[1:n]), 0)
-        g = torch.cat((g[:, :1] + g[:, n:], g[:, 1:n]), 1)
-        return torch.cat((g[:, :, :1] + g[:, :, n:], g[:, :, 1:n]), 2)
-
-    def read(self, field: torch.Tensor) -> torch.Tensor:
-        """A (C, n, n, n) field interpolated at the particles, (N, C): the adjoint of
-        :meth:`paint`. Differentiable in the field and the positions."""
-        padded = torch.nn.functional.pad(field[None], (0, 1, 0, 1, 0, 1), mode="circular")[0]
-        return _Read.apply(padded.reshape(field.shape[0], -1), self.u, self.idx)
-
-    def density(self) -> torch.Tensor:
-        """1 + delta of equal-mass particles."""
-        return self.paint() * (self.n**3 / self.u.shape[0])
 
 
 # ----------------------------------------------------------------------------- LDL model

@@ -1,8 +1,6 @@
 """Baselines: the halo model (catalogue painting, fit, volumes) and Lagrangian Deep Learning
-(CIC stencil, displacement layers, gradients, training), and their place in the metrics."""
+(displacement layers, gradients, training), and their place in the metrics."""
 from __future__ import annotations
-
-import math
 
 import h5py
 import numpy as np
@@ -12,7 +10,7 @@ import torch
 
 from lodi_core import baselines as bl
 from lodi_core.cosmology import Cosmology
-from lodi_core.fields import cell_volume, cic, cic_readout, gaussian_smooth
+from lodi_core.fields import cell_volume, gaussian_smooth
 from lodi_core.halos import halo_channels
 from lodi_core.io import read_grids, write_grids
 from lodi_core.metrics import metrics_table
@@ -30,45 +28,6 @@ def clustered_particles(n_side: int, box_size: float, seed: int = 0) -> np.ndarr
     k = 2 * np.pi / box_size
     disp = sum(0.08 * box_size * np.sin(k * (j + 1) * q[:, [(a + j) % 3]] + phases[a, j]) for a in range(3) for j in range(3))
     return np.mod(q + disp, box_size)
-
-
-# ----------------------------------------------------------------------------- CIC stencil
-def test_stencil_agrees_with_fields_cic_and_readout():
-    rng = np.random.default_rng(1)
-    x = torch.from_numpy(rng.uniform(0, 5.0, (300, 3)))
-    x[0] = torch.tensor([5.0 - 1e-13, 0.0, 4.999999])  # at the periodic edge
-    st = bl.Stencil.at(x * (8 / 5.0), 8)
-    mass = torch.from_numpy(rng.uniform(0.5, 2, 300))
-    torch.testing.assert_close(st.paint(mass), cic(x, 5.0, 8, weights=mass, dtype=torch.float64))
-    field = torch.randn(2, 8, 8, 8, dtype=torch.float64)
-    torch.testing.assert_close(st.read(field), cic_readout(field, x, 5.0).T)
-
-
-def test_cic_readout_of_a_painted_field_conserves_mass():
-    rng = np.random.default_rng(2)
-    n, box = 8, 4.0
-    x = torch.from_numpy(rng.uniform(-box, 2 * box, (500, 3)))  # outside the box too: periodic
-    mass = torch.from_numpy(rng.uniform(0.1, 3.0, 500))
-    st = bl.Stencil.at(x * (n / box), n)
-    grid = st.paint(mass)
-    assert float(grid.sum()) == pytest.approx(float(mass.sum()), rel=1e-12)
-    # read-out is the adjoint of painting and a partition of unity: reading the painted
-    # density back with each particle's mass returns the grid's mass-weighted total, and a
-    # uniform field reads back unchanged at every particle
-    field = torch.from_numpy(rng.uniform(0, 1, (1, n, n, n)))
-    assert float((st.read(field)[:, 0] * mass).sum()) == pytest.approx(float((grid * field[0]).sum()), rel=1e-12)
-    torch.testing.assert_close(st.read(torch.full((1, n, n, n), 3.0, dtype=torch.float64)), torch.full((500, 1), 3.0, dtype=torch.float64))
-
-
-def test_stencil_gradients_match_finite_differences():
-    torch.manual_seed(0)
-    n = 5
-    x = (torch.rand(20, 3, dtype=torch.float64) * n).requires_grad_()
-    mass = torch.rand(20, dtype=torch.float64).requires_grad_()
-    f = torch.randn(2, n, n, n, dtype=torch.float64).requires_grad_()
-    w = torch.randn(n, n, n, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda x, m: (bl.Stencil.at(x, n).paint(m) * w).sum(), (x, mass))
-    assert torch.autograd.gradcheck(lambda x, f: (bl.Stencil.at(x, n).read(f) ** 2).sum(), (x, f))
 
 
 # ----------------------------------------------------------------------------- halo model
