@@ -56,6 +56,9 @@ def test_profile_slurm_all_equals_the_local_run(cluster, test_profile, workflow_
     assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
     text = out.stdout + out.stderr
     assert "submitted with SLURM jobid" in text
+    # the per-stage merges run where Snakemake runs (localrules), the stage shards on SLURM
+    assert "localrule merge_stage" in text and "rule_merge_stage/" not in text
+    assert "rule_generate_stage/" in text
     # GPU rules asked SLURM for a GPU and the job used the fallback with a warning
     log = (results / "logs/train_lodi.log").read_text()
     assert "a GPU was expected" in log and "using device cpu" in log
