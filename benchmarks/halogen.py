@@ -1,6 +1,7 @@
 """HALOgen: training samples per second at batch 16 (64^3 windows) and whole-box 256^3
 inference (stride 16: 2197 windows), fp32 eager against bf16 autocast, side by side, with
-peak GPU memory, the arithmetic done (FLOPs from torch's counter) and the rate reached.
+peak GPU memory, the arithmetic of the network (FLOPs from torch's counter) and the rate
+reached (that arithmetic over the time, also for the dense variant, which does more).
 
 The first H100 run took 36 s for 256^3 against the paper's 16 s on an A100 (about 16 TFLOP/s
 of ~570 TFLOP), so the GPU variants test the suspects one at a time: the memory format
@@ -125,7 +126,7 @@ def inference(bf16: bool, memory_format, dense: bool, compile_: bool, flops: flo
     per_batch = (time.perf_counter() - t0) / 3
     n_windows = len(window_origins(n_box, window, stride)) ** 3
     network_s = per_batch * -(-n_windows // windows_per_batch)
-    return {"seconds": seconds, "network_only_s": network_s, "tflop_per_s": flops * (4 if dense else 1) / seconds / 1e12, **peak_memory(device)}
+    return {"seconds": seconds, "network_only_s": network_s, "tflop_per_s": flops / seconds / 1e12, **peak_memory(device)}
 
 
 @torch.no_grad()
