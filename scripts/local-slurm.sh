@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real single-node SLURM cluster on this machine (Debian's slurm-wlm and munge), with a
-# fake GPU resource, for the integration test of `snakemake --profile slurm all`.
+# fake GPU resource (two GPUs), for the integration test of `snakemake --profile slurm all`.
 # Idempotent: safe to run twice. Needs root. Usage: scripts/local-slurm.sh [start|stop]
 set -euo pipefail
 action=${1:-start}

@@ -1,9 +1,11 @@
-"""Shared fixtures: small grid files with the layout the workflow writes."""
+"""Shared fixtures (small grid files with the layout the workflow writes, a tiny LODI model,
+one whole workflow run) and the background start of the real-SLURM run."""
 from __future__ import annotations
 
 import pytest
 import torch
 
+import slurm_helpers
 from grid_data import TINY_NET, make_grid_file
 from lodi_core.io import save_checkpoint
 from lodi_core.lodi_run import LodiTrainConfig, train_lodi
@@ -15,7 +17,6 @@ torch.set_num_threads(2)
 @pytest.fixture
 def grid_file(tmp_path):
     return make_grid_file(tmp_path / "grid.h5")
-
 
 
 @pytest.fixture
@@ -36,3 +37,17 @@ def workflow_results(tmp_path_factory):
     out = snakemake(results, "all")
     assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
     return results
+
+
+def pytest_collection_finish(session):
+    """Start the real-SLURM run (tests/test_slurm.py) as soon as its test is collected: it
+    spends most of its ~10 minutes waiting on submissions and status polls, so the other
+    tests run beside it instead of before it."""
+    if not session.config.option.collectonly and any(item.name == slurm_helpers.TEST_NAME for item in session.items):
+        session.config.stash[slurm_helpers.SLURM_RUN] = slurm_helpers.start()
+
+
+def pytest_sessionfinish(session):
+    run = session.config.stash.get(slurm_helpers.SLURM_RUN, None)
+    if run is not None:
+        run.stop()

@@ -1,9 +1,7 @@
 """`snakemake --profile slurm all` on a real single-node SLURM cluster (scripts/local-slurm.sh:
-Debian's slurm-wlm and munge, a fake GPU), compared with a local run of the same config."""
+Debian's slurm-wlm and munge, two fake GPUs), compared with a local run of the same config."""
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 
@@ -11,33 +9,24 @@ import h5py
 import numpy as np
 import pytest
 
-from workflow_helpers import CONFIG, REPO
+from slurm_helpers import SLURM_RUN, start
+from workflow_helpers import REPO
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    if os.environ.get("LODI_SKIP_SLURM"):
-        pytest.skip("LODI_SKIP_SLURM is set")
-    if os.geteuid() != 0 or not shutil.which("apt-get") and not shutil.which("slurmctld"):
-        pytest.skip("starting the local SLURM cluster needs root and Debian's apt (or SLURM installed)")
-    out = subprocess.run(["bash", str(REPO / "scripts/local-slurm.sh")], capture_output=True, text=True, timeout=600)
-    if out.returncode != 0:
-        pytest.fail(f"local SLURM cluster did not start:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-    return True
-
-
-@pytest.fixture(scope="module")
-def test_profile(tmp_path_factory):
-    """The users' profile, plus what the findings say a cluster without accounting needs:
-    job status from squeue (sacct answers nothing) and a short wait before the first query."""
-    prof = tmp_path_factory.mktemp("profile") / "slurm"
-    prof.mkdir()
-    text = (REPO / "profiles/slurm/config.yaml").read_text()
-    text += "slurm-status-command: squeue\nslurm-init-seconds-before-status-checks: 1\n"
-    (prof / "config.yaml").write_text(text)
-    return prof
+def slurm_run(request):
+    """The run conftest.py started in the background at collection (or, when this test was
+    not seen then, one started now)."""
+    run = request.config.stash.get(SLURM_RUN, None)
+    if run is None:
+        run = request.config.stash[SLURM_RUN] = start()
+    if run.skip:
+        pytest.skip(run.skip)
+    if run.error:
+        pytest.fail(run.error)
+    return run
 
 
 def test_the_profile_is_found_from_the_repository_root():
@@ -47,14 +36,10 @@ def test_the_profile_is_found_from_the_repository_root():
     assert "Using profile slurm" in out.stdout + out.stderr or "Using profiles slurm" in out.stdout + out.stderr
 
 
-def test_profile_slurm_all_equals_the_local_run(cluster, test_profile, workflow_results, tmp_path):
-    results = tmp_path / "results"
-    out = subprocess.run(
-        [sys.executable, "-m", "snakemake", "all", "--profile", str(test_profile), "--configfile", str(CONFIG), "--config", f"results={results}"],
-        cwd=REPO, capture_output=True, text=True, timeout=3000,
-    )
-    assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
-    text = out.stdout + out.stderr
+def test_profile_slurm_all_equals_the_local_run(slurm_run, workflow_results):
+    code, text = slurm_run.wait()
+    assert code == 0, text[-5000:]
+    results = slurm_run.results
     assert "submitted with SLURM jobid" in text
     # the per-stage merges run where Snakemake runs (localrules), the stage shards on SLURM
     assert "localrule merge_stage" in text and "rule_merge_stage/" not in text
