@@ -37,18 +37,22 @@ class SlurmRun:
         try:
             code = self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.stop()
+            self.terminate()
             code = -1
         return code, (self.workdir / "snakemake.log").read_text()
 
-    def stop(self) -> None:
-        """Stop a run still going (Snakemake cancels its SLURM jobs) and remove its files."""
+    def terminate(self) -> None:
+        """Stop a run still going (Snakemake cancels its SLURM jobs)."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+    def stop(self) -> None:
+        """Terminate the run and remove its files."""
+        self.terminate()
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
