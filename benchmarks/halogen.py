@@ -169,6 +169,7 @@ def main():
             spec = next(v for v in variants() if v[0] == fastest)
             torch.backends.cudnn.benchmark = spec[3]
             result["profile"] = {"variant": fastest, "top_ops": profile(spec[1], spec[2], spec[4])}
+            write("halogen" + ("_quick" if quick else ""), result)
     # the paper: 260 epochs in ~21 h on an A100; an epoch of config/paper.yaml is 48 training
     # windows x 48 symmetries = 2304 samples
     paper_rate = 260 * 2304 / (21 * 3600)
