@@ -6,13 +6,17 @@ set -euo pipefail
 action=${1:-start}
 host=$(hostname -s)
 
-if [ "$action" = stop ]; then
+stop_daemons() {
     pkill -x slurmd || true
     pkill -x slurmctld || true
     for _ in $(seq 1 50); do
-        pgrep -x slurmd >/dev/null || pgrep -x slurmctld >/dev/null || exit 0
+        pgrep -x slurmd >/dev/null || pgrep -x slurmctld >/dev/null || return 0
         sleep 0.2
     done
+}
+
+if [ "$action" = stop ]; then
+    stop_daemons
     exit 0
 fi
 
@@ -73,12 +77,7 @@ if ! cmp -s "$conf" /etc/slurm/slurm.conf || [ "$(cat /etc/slurm/gres.conf 2>/de
     chmod 644 "$conf"
     mv "$conf" /etc/slurm/slurm.conf
     echo "$gres" > /etc/slurm/gres.conf
-    pkill -x slurmd || true
-    pkill -x slurmctld || true
-    for _ in $(seq 1 50); do
-        pgrep -x slurmd >/dev/null || pgrep -x slurmctld >/dev/null || break
-        sleep 0.2
-    done
+    stop_daemons
 else
     rm -f "$conf"
 fi
