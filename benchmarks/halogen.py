@@ -33,6 +33,7 @@ net_cfg = TINY if quick else PAPER
 window, batch, n_box, stride = (32, 4, 64, 16) if quick else (64, 16, 256, 16)
 steps = 3 if quick else 10
 windows_per_batch = 32 if device.type == "cuda" else 4
+n_windows = len(window_origins(n_box, window, stride)) ** 3
 CONTIGUOUS = torch.contiguous_format
 
 
@@ -124,7 +125,6 @@ def inference(bf16: bool, memory_format, dense: bool, compile_: bool, flops: flo
         fn(x)
     sync(device)
     per_batch = (time.perf_counter() - t0) / 3
-    n_windows = len(window_origins(n_box, window, stride)) ** 3
     network_s = per_batch * -(-n_windows // windows_per_batch)
     return {"seconds": seconds, "network_only_s": network_s, "tflop_per_s": flops / seconds / 1e12, **peak_memory(device)}
 
@@ -151,7 +151,6 @@ def profile(bf16: bool, memory_format, dense: bool, top: int = 15) -> list[dict]
 
 
 def main():
-    n_windows = len(window_origins(n_box, window, stride)) ** 3
     flops = forward_flops(1) * n_windows
     result = {"device": str(device), "network": net_cfg.to_dict(), "window": window, "batch": batch, "box": n_box, "stride": stride,
               "windows": n_windows, "inference_tflop": flops / 1e12, "windows_per_batch": windows_per_batch,
