@@ -39,6 +39,12 @@ def workflow_results(tmp_path_factory):
     return results
 
 
+def pytest_collection_modifyitems(items):
+    """The real-SLURM test runs last: it only waits for the background run, and every other
+    test can run while that run still waits on SLURM."""
+    items.sort(key=lambda item: item.name == slurm_helpers.TEST_NAME)
+
+
 def pytest_collection_finish(session):
     """Start the real-SLURM run (tests/test_slurm.py) as soon as its test is collected: it
     spends most of its ~10 minutes waiting on submissions and status polls, so the other
