@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -180,12 +179,16 @@ def train(
 
 def write_history(history: list[dict], path) -> None:
     """Loss curves as CSV (one row per step; val_loss where validated), atomically."""
+    import pandas as pd  # here, not at the top: generation jobs import this module and never need it
+
     if history:
         write_csv(pd.DataFrame(history), path)
 
 
 def plot_history(history_csv, title: str, *paths) -> None:
     """Training and validation loss against step."""
+    import pandas as pd
+
     from .plots import plt, save_figure
 
     df = pd.read_csv(history_csv)
