@@ -32,6 +32,7 @@ TINY = HalogenConfig(channels=(8, 16, 32), bottleneck_channels=32)
 net_cfg = TINY if quick else PAPER
 window, batch, n_box, stride = (32, 4, 64, 16) if quick else (64, 16, 256, 16)
 steps = 3 if quick else 10
+NAME = "halogen" + ("_quick" if quick else "")
 windows_per_batch = 32 if device.type == "cuda" else 4
 n_windows = len(window_origins(n_box, window, stride)) ** 3
 CONTIGUOUS = torch.contiguous_format
@@ -160,7 +161,7 @@ def main():
         if not comp and not dense:
             result["training"][name] = training(bf16, memory_format)
         result["inference"][name] = inference(bf16, memory_format, dense, comp, flops)
-        write("halogen" + ("_quick" if quick else ""), result)  # partial results survive a time limit
+        write(NAME, result)  # partial results survive a time limit
         print(name, result["training"].get(name), result["inference"][name], flush=True)
         if name == "bf16_dense_cudnn_benchmark" or device.type == "cpu":
             eager = {k: v for k, v in result["inference"].items() if "compile" not in k}
@@ -168,7 +169,7 @@ def main():
             spec = next(v for v in variants() if v[0] == fastest)
             torch.backends.cudnn.benchmark = spec[3]
             result["profile"] = {"variant": fastest, "top_ops": profile(spec[1], spec[2], spec[4])}
-            write("halogen" + ("_quick" if quick else ""), result)
+            write(NAME, result)
     # the paper: 260 epochs in ~21 h on an A100; an epoch of config/paper.yaml is 48 training
     # windows x 48 symmetries = 2304 samples
     paper_rate = 260 * 2304 / (21 * 3600)
@@ -177,7 +178,7 @@ def main():
     result["training_speedup_over_paper"] = best / paper_rate
     result["paper_inference_s"] = 16.0
     result["best_inference_s"] = min(v["seconds"] for v in result["inference"].values())
-    write("halogen" + ("_quick" if quick else ""), result)
+    write(NAME, result)
 
 
 if __name__ == "__main__":
