@@ -1,5 +1,6 @@
 """Shared by the benchmarks: timing, device facts, JSON output (results/benchmarks/ and,
 on the device machine, $OUT)."""
+
 from __future__ import annotations
 
 import json
@@ -66,7 +67,12 @@ def reset_peak(device) -> None:
 
 
 def machine() -> dict:
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads(), "platform": platform.platform()}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

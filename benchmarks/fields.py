@@ -1,17 +1,18 @@
 """CIC of 128^3 and 256^3 particles and P(k) of a 256^3 grid: ours and Pylians side by side
 on the CPU (and ours on the GPU where present), plus the full T_b grid of a 256^3 simulation
 (CIC + Eq. 12 + smoothing). Run: python benchmarks/fields.py [--quick]"""
+
 from __future__ import annotations
 
 import sys
 
 import numpy as np
 import torch
-
 from _common import devices, timeit, write
-from lodi_core.cosmology import Cosmology
-from lodi_core.fields import brightness_temperature, cell_volume, cic, gaussian_smooth
-from lodi_core.spectra import power_spectrum
+
+from lodi_core.physics.cosmology import Cosmology
+from lodi_core.physics.fields import brightness_temperature, cell_volume, cic, gaussian_smooth
+from lodi_core.physics.spectra import power_spectrum
 
 quick = "--quick" in sys.argv
 BOX = 25.0
@@ -44,9 +45,11 @@ def main():
                 p = torch.from_numpy(pos).to(dev)
                 row[f"ours_{dev}"] = timeit(lambda: cic(p, BOX, n_side, device=dev), dev)
             if MASL is not None:
+
                 def pylians():
                     g = np.zeros((n_side,) * 3, dtype=np.float32)
                     MASL.MA(pos, g, BOX, "CIC", verbose=False)
+
                 row["pylians_cpu"] = timeit(pylians)
                 row["pylians_over_ours_cpu"] = row["pylians_cpu"]["median_s"] / row["ours_cpu"]["median_s"]
             result["cic"][key] = row

@@ -6,23 +6,23 @@ denoiser alone against the latent-overlap bookkeeping) and peak memory. The JSON
 rewritten after each part, so a time limit keeps what was measured. Untrained paper-size
 networks: the arithmetic is the same as with trained weights.
 Run: python benchmarks/generate.py [--quick] [--sequential-boxes 40]"""
+
 from __future__ import annotations
 
 import argparse
 import time
 
 import torch
-
 from _common import peak_memory, reset_peak, sync, write
-from lodi_core.generate import GenerationConfig, stage_boxes
-from lodi_core.halogen import HALOgen, HalogenConfig
-from lodi_core.halogen_run import CHANNELS_LAST
-from lodi_core.lodi_run import BoxSampler
-from lodi_core.overlap import VolumeState, merge_boxes, sample_stage_shard
-from lodi_core.transforms import LogTransform
-from lodi_core.unet import Denoiser, DenoiserConfig
-from lodi_core.vdm import VDM, VDMConfig
-from lodi_core.windows import sliding_window_apply
+
+from lodi_core.data.transforms import LogTransform
+from lodi_core.data.windows import sliding_window_apply
+from lodi_core.generation.jobs import GenerationConfig, stage_boxes
+from lodi_core.generation.overlap import VolumeState, merge_boxes, sample_stage_shard
+from lodi_core.models.halogen import CHANNELS_LAST, HALOgen, HalogenConfig
+from lodi_core.models.lodi import BoxSampler
+from lodi_core.models.unet import Denoiser, DenoiserConfig
+from lodi_core.models.vdm import VDM, VDMConfig
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true")
@@ -71,7 +71,9 @@ def staged(sampler, cond, cfg, seed=0):
         t1 = time.perf_counter()
         state = merge_boxes(state, done, x0, BOX)
         sync(device)
-        per_stage.append({"stage": stage, "boxes": len(boxes), "sample_s": t1 - t0, "merge_s": time.perf_counter() - t1})
+        per_stage.append(
+            {"stage": stage, "boxes": len(boxes), "sample_s": t1 - t0, "merge_s": time.perf_counter() - t1}
+        )
     return state, per_stage
 
 
@@ -98,8 +100,16 @@ def main():
     halogen, sampler = build()
     dm = torch.randn(1, N, N, N, device=device)
     cfg = GenerationConfig(overlap=OVERLAP, batch_size=args.batch_size, bf16=BF16)
-    result = {"device": str(device), "grid": N, "box": BOX, "overlap": OVERLAP, "timesteps": T, "batch_size": args.batch_size, "bf16": BF16,
-              "paper": {"total_s": 106.0, "halogen_s": 16.0, "lodi_s": 90.0, "staging_speedup": 6.0}}
+    result = {
+        "device": str(device),
+        "grid": N,
+        "box": BOX,
+        "overlap": OVERLAP,
+        "timesteps": T,
+        "batch_size": args.batch_size,
+        "bf16": BF16,
+        "paper": {"total_s": 106.0, "halogen_s": 16.0, "lodi_s": 90.0, "staging_speedup": 6.0},
+    }
     run_halogen(halogen, dm[:, : WINDOW * 2, : WINDOW * 2, : WINDOW * 2])  # warm-up: the same window batches
     reset_peak(device)
     sync(device)
@@ -114,7 +124,15 @@ def main():
     state, per_stage = staged(sampler, cond, cfg)
     t_lodi = time.perf_counter() - t0
     n_boxes = sum(s["boxes"] for s in per_stage)
-    result.update({"boxes": n_boxes, "lodi_staged_s": t_lodi, "total_staged_s": result["halogen_s"] + t_lodi, "per_stage": per_stage, **peak_memory(device)})
+    result.update(
+        {
+            "boxes": n_boxes,
+            "lodi_staged_s": t_lodi,
+            "total_staged_s": result["halogen_s"] + t_lodi,
+            "per_stage": per_stage,
+            **peak_memory(device),
+        }
+    )
     write(name, result)
     t_net = network_only(sampler, cond, n_boxes, args.batch_size)
     result.update({"denoiser_only_s": t_net, "bookkeeping_s": t_lodi - t_net})
@@ -128,8 +146,14 @@ def main():
     sample_stage_shard(sampler, empty, cond, boxes, BOX, 0, "bench", 0, 1, 1)
     sync(device)
     t_seq = (time.perf_counter() - t0) / k
-    result.update({"sequential_s_per_box": t_seq, "sequential_boxes_timed": k, "lodi_sequential_s_extrapolated": t_seq * n_boxes,
-                   "staging_speedup": t_seq * n_boxes / t_lodi})
+    result.update(
+        {
+            "sequential_s_per_box": t_seq,
+            "sequential_boxes_timed": k,
+            "lodi_sequential_s_extrapolated": t_seq * n_boxes,
+            "staging_speedup": t_seq * n_boxes / t_lodi,
+        }
+    )
     write(name, result)
 
 

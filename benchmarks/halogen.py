@@ -7,23 +7,23 @@ The first H100 run took 36 s for 256^3 against the paper's 16 s on an A100 (abou
 of ~570 TFLOP), so the GPU variants test the suspects one at a time: the memory format
 (channels_last_3d or contiguous), cuDNN's algorithm search (``cudnn.benchmark``), grouped
 3D kernels (the same network with dense block-diagonal kernels,
-:func:`lodi_core.halogen.dense_equivalent`: 4x the arithmetic on dense kernels) and
+:func:`lodi_core.models.halogen.dense_equivalent`: 4x the arithmetic on dense kernels) and
 torch.compile; a profile of one window batch of the fastest eager variant says where the
 time goes. Variants run fastest-to-judge first and the JSON is rewritten after each, so a
 time limit keeps what was measured. The paper's network size (config/paper.yaml).
 Run: python benchmarks/halogen.py [--quick] (quick: small sizes, for checking on a CPU)."""
+
 from __future__ import annotations
 
 import sys
 import time
 
 import torch
+from _common import peak_memory, reset_peak, sync, time_steps, write
 from torch.utils.flop_counter import FlopCounterMode
 
-from _common import peak_memory, reset_peak, sync, time_steps, write
-from lodi_core.halogen import HALOgen, HalogenConfig, LossConfig, dense_equivalent, halogen_loss
-from lodi_core.halogen_run import CHANNELS_LAST
-from lodi_core.windows import sliding_window_apply, window_origins
+from lodi_core.data.windows import sliding_window_apply, window_origins
+from lodi_core.models.halogen import CHANNELS_LAST, HALOgen, HalogenConfig, LossConfig, dense_equivalent, halogen_loss
 
 quick = "--quick" in sys.argv
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -90,7 +90,11 @@ def training(bf16: bool, memory_format) -> dict:
 
     timing = time_steps(step, device, steps)
     # a training step does about 3x the forward arithmetic (the backward pass is ~2x)
-    return {"samples_per_s": batch / timing["s_per_step"], "tflop_per_s": 3 * forward_flops(batch) / timing["s_per_step"] / 1e12, **timing}
+    return {
+        "samples_per_s": batch / timing["s_per_step"],
+        "tflop_per_s": 3 * forward_flops(batch) / timing["s_per_step"] / 1e12,
+        **timing,
+    }
 
 
 def window_fn(model, bf16: bool, memory_format):
@@ -127,13 +131,19 @@ def inference(bf16: bool, memory_format, dense: bool, compile_: bool, flops: flo
     sync(device)
     per_batch = (time.perf_counter() - t0) / 3
     network_s = per_batch * -(-n_windows // windows_per_batch)
-    return {"seconds": seconds, "network_only_s": network_s, "tflop_per_s": flops / seconds / 1e12, **peak_memory(device)}
+    return {
+        "seconds": seconds,
+        "network_only_s": network_s,
+        "tflop_per_s": flops / seconds / 1e12,
+        **peak_memory(device),
+    }
 
 
 @torch.no_grad()
 def profile(bf16: bool, memory_format, dense: bool, top: int = 15) -> list[dict]:
     """The ops taking the most device time in one batch of windows."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     model = make_model(memory_format, dense).eval()
     fn = window_fn(model, bf16, memory_format)
@@ -148,14 +158,28 @@ def profile(bf16: bool, memory_format, dense: bool, top: int = 15) -> list[dict]
     attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     total = sum(getattr(e, attr, 0.0) for e in events) or 1.0
     rows = sorted(events, key=lambda e: getattr(e, attr, 0.0), reverse=True)[:top]
-    return [{"op": e.key, "calls": e.count, "self_ms": getattr(e, attr, 0.0) / 1e3, "share": getattr(e, attr, 0.0) / total} for e in rows]
+    return [
+        {"op": e.key, "calls": e.count, "self_ms": getattr(e, attr, 0.0) / 1e3, "share": getattr(e, attr, 0.0) / total}
+        for e in rows
+    ]
 
 
 def main():
     flops = forward_flops(1) * n_windows
-    result = {"device": str(device), "network": net_cfg.to_dict(), "window": window, "batch": batch, "box": n_box, "stride": stride,
-              "windows": n_windows, "inference_tflop": flops / 1e12, "windows_per_batch": windows_per_batch,
-              "parameters": sum(p.numel() for p in HALOgen(net_cfg).parameters()), "training": {}, "inference": {}}
+    result = {
+        "device": str(device),
+        "network": net_cfg.to_dict(),
+        "window": window,
+        "batch": batch,
+        "box": n_box,
+        "stride": stride,
+        "windows": n_windows,
+        "inference_tflop": flops / 1e12,
+        "windows_per_batch": windows_per_batch,
+        "parameters": sum(p.numel() for p in HALOgen(net_cfg).parameters()),
+        "training": {},
+        "inference": {},
+    }
     for name, bf16, memory_format, benchmark, dense, comp in variants():
         torch.backends.cudnn.benchmark = benchmark
         if not comp and not dense:

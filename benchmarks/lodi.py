@@ -2,16 +2,17 @@
 (boxes x reverse steps per second, and the time of 729 boxes x 50 steps), fp32 eager against
 bf16 autocast and bf16 + torch.compile, peak GPU memory. The paper-sized denoiser of
 config/paper.yaml. Run: python benchmarks/lodi.py [--quick]"""
+
 from __future__ import annotations
 
 import sys
 import time
 
 import torch
-
 from _common import peak_memory, reset_peak, sync, time_steps, write
-from lodi_core.unet import Denoiser, DenoiserConfig
-from lodi_core.vdm import VDM, VDMConfig
+
+from lodi_core.models.unet import Denoiser, DenoiserConfig
+from lodi_core.models.vdm import VDM, VDMConfig
 
 quick = "--quick" in sys.argv
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -79,12 +80,25 @@ def sampling(bf16, compile_):
     sync(device)
     dt = time.perf_counter() - t0
     rate = sample_batch * T / dt
-    return {"box_steps_per_s": rate, "seconds_729_boxes_x_50_steps": 729 * 50 / rate, "batch": sample_batch, **peak_memory(device)}
+    return {
+        "box_steps_per_s": rate,
+        "seconds_729_boxes_x_50_steps": 729 * 50 / rate,
+        "batch": sample_batch,
+        **peak_memory(device),
+    }
 
 
 def main():
-    result = {"device": str(device), "network": net_cfg.to_dict(), "box": box, "batch": batch, "timesteps": T,
-              "parameters": sum(p.numel() for p in Denoiser(net_cfg).parameters()), "training": {}, "sampling": {}}
+    result = {
+        "device": str(device),
+        "network": net_cfg.to_dict(),
+        "box": box,
+        "batch": batch,
+        "timesteps": T,
+        "parameters": sum(p.numel() for p in Denoiser(net_cfg).parameters()),
+        "training": {},
+        "sampling": {},
+    }
     for name, bf16, comp in variants():
         result["training"][name] = training(bf16, comp)
         result["sampling"][name] = sampling(bf16, comp)

@@ -1,74 +1,7 @@
-"""Command line: ``python -m lodi_core generate ...`` runs HALOgen + LODI on a DM-only
-snapshot outside Snakemake (bring your own dark matter)."""
+"""``python -m lodi_core``: the command line of :mod:`lodi_core.cli`."""
 
-from __future__ import annotations
-
-import argparse
 import sys
 
-from .cosmology import Cosmology
-from .generate import METHODS, GenerationConfig, generate_baseline, generate_volume, volume_attrs, write_volume
-from .grids import GridSpec, dm_only_grid
-from .halogen_run import load_halogen, predict_halos
-from .io import InputError
-from .lodi_run import BoxSampler
-from .runtime import pick_device, setup_logging
+from .cli import main
 
-
-def _generate(args) -> None:
-    device = pick_device(args.device)
-    halogen, meta = load_halogen(args.halogen, device)
-    g = meta["grid"]
-    cell = float(g["box_size"]) / int(g["n_grid"])
-    from .camels import read_box_size
-
-    box = read_box_size(args.dm_snapshot)
-    n = round(box / cell)
-    spec = GridSpec(box_size=float(g["box_size"]), n_grid=int(g["n_grid"]), redshift=float(g.get("redshift") or 0.0),
-                    smoothing_radius=float(g["smoothing_radius"]), cosmology=Cosmology(**g["cosmology"]) if g.get("cosmology") else Cosmology())
-    grids, attrs = dm_only_grid(args.dm_snapshot, spec, n, device)
-    halos = predict_halos(halogen, meta, grids["dm"].cpu().numpy(), args.stride, args.periodic_halogen, args.post_threshold, progress=True)
-    sampler = BoxSampler.load(args.lodi, device, bf16=not args.fp32)
-    cond = sampler.condition(halos.unsqueeze(0).to(device))[0]
-    cfg = GenerationConfig(overlap=args.overlap, periodic=args.periodic, batch_size=args.batch_size, resample=args.resample, bf16=not args.fp32)
-    if args.method == "latent_overlap":
-        x0 = generate_volume(sampler, cond, args.seed, args.name, cfg, progress=True).x0
-    else:
-        x0 = generate_baseline(sampler, cond, args.method, args.seed, args.name, cfg, progress=True)
-    attrs.update(volume_attrs(attrs, args.method, args.seed, args.name, args.lodi, args.dm_snapshot, cfg, int(sampler.meta["box"])))
-    write_volume(args.out, sampler, x0, attrs)
-    print(f"wrote {args.out}")
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lodi_core", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="DM-only snapshot -> HALOgen halo channels -> LODI T_b volume (HDF5, mK)")
-    gen.add_argument("--dm-snapshot", required=True, help="DM-only snapshot (Gadget/CAMELS HDF5), any box size at the training resolution")
-    gen.add_argument("--halogen", required=True, help="trained HALOgen model (results/halogen/model.pt)")
-    gen.add_argument("--lodi", required=True, help="trained LODI model (results/lodi/model.pt)")
-    gen.add_argument("--out", required=True, help="output HDF5 file")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--name", default="byo", help="simulation name (part of every box's noise seed)")
-    gen.add_argument("--method", choices=METHODS, default="latent_overlap")
-    gen.add_argument("--overlap", type=int, default=4)
-    gen.add_argument("--periodic", action="store_true", help="boxes wrap around the periodic volume")
-    gen.add_argument("--batch-size", type=int, default=32)
-    gen.add_argument("--resample", type=int, default=0)
-    gen.add_argument("--stride", type=int, default=16, help="HALOgen sliding-window stride")
-    gen.add_argument("--periodic-halogen", action="store_true")
-    gen.add_argument("--post-threshold", type=float, default=9.5)
-    gen.add_argument("--device", default="auto")
-    gen.add_argument("--fp32", action="store_true", help="no bf16 autocast on the GPU")
-    args = parser.parse_args(argv)
-    setup_logging()
-    try:
-        _generate(args)
-    except InputError as err:
-        print(f"ERROR (bad input): {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+sys.exit(main())

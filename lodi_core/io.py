@@ -12,8 +12,8 @@ import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 import numpy as np
@@ -76,7 +76,9 @@ def _attr(value):
     return value
 
 
-def write_hdf5(path, datasets: dict, attrs: dict | None = None, dataset_attrs: dict | None = None, check_finite: bool = True) -> None:
+def write_hdf5(
+    path, datasets: dict, attrs: dict | None = None, dataset_attrs: dict | None = None, check_finite: bool = True
+) -> None:
     """Write ``datasets`` (name -> array) with file ``attrs`` and per-dataset attributes
     (e.g. units) atomically. Refuses non-finite values when ``check_finite``."""
     dataset_attrs = dataset_attrs or {}
@@ -149,8 +151,18 @@ GRID_UNITS = {
 
 def write_grids(path, grids: dict, attrs: dict) -> None:
     """Write a grid file (datasets ``dm``, ``halos``, ``tb`` or a subset) with units."""
-    units = {name: {"units": GRID_UNITS[name][0], "description": GRID_UNITS[name][1]} for name in grids if name in GRID_UNITS}
-    write_hdf5(path, {k: np.asarray(v, dtype=np.float32) if not isinstance(v, torch.Tensor) else v.float() for k, v in grids.items()}, attrs, units)
+    units = {
+        name: {"units": GRID_UNITS[name][0], "description": GRID_UNITS[name][1]} for name in grids if name in GRID_UNITS
+    }
+    write_hdf5(
+        path,
+        {
+            k: np.asarray(v, dtype=np.float32) if not isinstance(v, torch.Tensor) else v.float()
+            for k, v in grids.items()
+        },
+        attrs,
+        units,
+    )
 
 
 def read_grids(path, names=("dm", "halos", "tb"), expect: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
@@ -172,7 +184,9 @@ def read_grids(path, names=("dm", "halos", "tb"), expect: dict | None = None) ->
     return data, attrs
 
 
-def read_training_grids(grid_files, names: tuple, min_side: int, what: str, expect: dict | None = None) -> tuple[list[dict], dict]:
+def read_training_grids(
+    grid_files, names: tuple, min_side: int, what: str, expect: dict | None = None
+) -> tuple[list[dict], dict]:
     """The datasets ``names`` of each training grid file (checked by :func:`read_grids`),
     refusing grids smaller than ``min_side`` cells (the network's window or box, ``what``);
     also returns the attributes of the last file."""

@@ -50,7 +50,9 @@ def setup_logging(log_file=None, level=logging.INFO) -> None:
     if log_file:
         os.makedirs(os.path.dirname(os.path.abspath(str(log_file))), exist_ok=True)
         handlers.append(logging.FileHandler(str(log_file), mode="w"))
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers, force=True
+    )
     logging.captureWarnings(True)
 
 

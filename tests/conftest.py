@@ -1,5 +1,6 @@
 """Shared fixtures (small grid files with the layout the workflow writes, a tiny LODI model,
 one whole workflow run) and the background start of the real-SLURM run."""
+
 from __future__ import annotations
 
 import os
@@ -11,13 +12,13 @@ import os
 os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
-
 import slurm_helpers
-from grid_data import TINY_NET, make_grid_file
+import torch  # noqa: E402
+from grid_data import TINY_NET, make_grid_file, tiny
+
 from lodi_core.io import save_checkpoint
-from lodi_core.lodi_run import LodiTrainConfig, train_lodi
-from lodi_core.vdm import VDMConfig
+from lodi_core.models.vdm import VDMConfig
+from lodi_core.training.lodi import LodiTrainConfig, train_lodi
 
 # Two threads, as the workflow's jobs have on 2 cores: tests compare in-process results with
 # the jobs' bit for bit, and the CPU kernels' rounding depends on the thread count.
@@ -32,8 +33,29 @@ def grid_file(tmp_path):
 @pytest.fixture
 def lodi_model(grid_file, tmp_path):
     """A tiny LODI model trained for a few steps on the fixture grid (real code, small)."""
-    cfg = LodiTrainConfig(box=8, candidate_stride=4, batch_size=4, iterations=12, warmup=2, checkpoint_every=5, validate_every=6, val_boxes=4, bf16=False, important_log_rho=11.0)
-    content = train_lodi([grid_file], TINY_NET, VDMConfig(timesteps=8), cfg, tmp_path / "ckpt.pt", tmp_path / "hist.csv", torch.device("cpu"), progress=False)
+    cfg = tiny(
+        LodiTrainConfig,
+        box=8,
+        candidate_stride=4,
+        batch_size=4,
+        iterations=12,
+        warmup=2,
+        checkpoint_every=5,
+        validate_every=6,
+        val_boxes=4,
+        bf16=False,
+        important_log_rho=11.0,
+    )
+    content = train_lodi(
+        [grid_file],
+        TINY_NET,
+        tiny(VDMConfig),
+        cfg,
+        tmp_path / "ckpt.pt",
+        tmp_path / "hist.csv",
+        torch.device("cpu"),
+        progress=False,
+    )
     save_checkpoint(tmp_path / "lodi.pt", content)
     return tmp_path / "lodi.pt", content
 

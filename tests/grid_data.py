@@ -1,15 +1,37 @@
 """Small grid files with the layout the workflow writes (shared by the test modules)."""
+
 from __future__ import annotations
 
 import numpy as np
 import torch
+from workflow_helpers import CONFIG, REPO
 
-from lodi_core.fields import gaussian_smooth
+from lodi_core.config import load_config
 from lodi_core.io import write_grids
-from lodi_core.unet import DenoiserConfig
+from lodi_core.models.unet import DenoiserConfig
+from lodi_core.physics.fields import gaussian_smooth
+
+#: the smallest complete configuration (tests/workflow_config.yaml): the values every test
+#: config section starts from (the dataclasses have no defaults of their own)
+TINY_CONFIG = load_config(CONFIG)
+
+
+#: the paper's setting (config/paper.yaml)
+PAPER_CONFIG = load_config(REPO / "config" / "paper.yaml")
+
+
+def tiny(section_class, **overrides):
+    """A config section of the tiny test configuration, with ``overrides``."""
+    return section_class.from_config(TINY_CONFIG, **overrides)
+
+
+def paper(section_class, **overrides):
+    """A config section of the paper's configuration, with ``overrides``."""
+    return section_class.from_config(PAPER_CONFIG, **overrides)
+
 
 #: a LODI denoiser small enough for tests
-TINY_NET = DenoiserConfig(channels=(8, 16), blocks_per_level=1, embed_dim=16, norm_groups=4, attention_heads=2)
+TINY_NET = tiny(DenoiserConfig)
 
 
 def make_grid_file(path, n=32, box_size=8.0, seed=0):
@@ -19,7 +41,13 @@ def make_grid_file(path, n=32, box_size=8.0, seed=0):
     g = gaussian_smooth(torch.from_numpy(rng.standard_normal((n, n, n))), box_size, 0.6).numpy()
     g /= g.std()
     dm = 1e11 * np.exp(1.5 * g)
-    halos = np.stack([np.where(g > t, 10 ** (10.5 + c) * np.exp(g - t), 0.0) for c, t in enumerate((0.8, 1.3, 1.8, 2.3))])
+    halos = np.stack(
+        [np.where(g > t, 10 ** (10.5 + c) * np.exp(g - t), 0.0) for c, t in enumerate((0.8, 1.3, 1.8, 2.3))]
+    )
     tb = 0.05 * (halos.sum(0) / halos.sum(0).mean()) ** 0.8 * np.exp(0.3 * rng.standard_normal((n, n, n))) + 1e-4
-    write_grids(path, {"dm": dm, "halos": halos, "tb": tb}, {"box_size": box_size, "n_grid": n, "redshift": 0.0, "smoothing_radius": 0.2})
+    write_grids(
+        path,
+        {"dm": dm, "halos": halos, "tb": tb},
+        {"box_size": box_size, "n_grid": n, "redshift": 0.0, "smoothing_radius": 0.2},
+    )
     return path

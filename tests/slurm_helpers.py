@@ -1,6 +1,7 @@
 """`snakemake --profile slurm all` on the local cluster of scripts/local-slurm.sh, started in
 the background as soon as its test is collected (conftest.py): the run spends most of its
 ~10 minutes waiting on submissions and status polls, so the other tests run beside it."""
+
 from __future__ import annotations
 
 import os
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from workflow_helpers import CONFIG, REPO
 
 TEST_NAME = "test_profile_slurm_all_equals_the_local_run"
@@ -78,8 +78,18 @@ def start() -> SlurmRun:
     if out.returncode != 0:
         return SlurmRun(error=f"local SLURM cluster did not start:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     workdir = Path(tempfile.mkdtemp(prefix="lodi-slurm-run-"))
-    cmd = [sys.executable, "-m", "snakemake", "all", "--profile", str(make_test_profile(workdir)), "--configfile", str(CONFIG),
-           "--config", f"results={workdir / 'results'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "all",
+        "--profile",
+        str(make_test_profile(workdir)),
+        "--configfile",
+        str(CONFIG),
+        "--config",
+        f"results={workdir / 'results'}",
+    ]
     with open(workdir / "snakemake.log", "w") as log:
         process = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, text=True)
     return SlurmRun(workdir=workdir, process=process)

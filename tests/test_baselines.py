@@ -1,5 +1,6 @@
 """Baselines: the halo model (catalogue painting, fit, volumes) and Lagrangian Deep Learning
 (displacement layers, gradients, training), and their place in the metrics."""
+
 from __future__ import annotations
 
 import h5py
@@ -7,14 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from grid_data import tiny
 
-from lodi_core import baselines as bl
-from lodi_core.cosmology import Cosmology
-from lodi_core.fields import cell_volume, gaussian_smooth
-from lodi_core.halos import halo_channels
+from lodi_core.analysis.metrics import metrics_table
+from lodi_core.data.synthetic.writer import write_snapshot
+from lodi_core.generation import baselines as paint
 from lodi_core.io import read_grids, write_grids
-from lodi_core.metrics import metrics_table
-from lodi_core.synthetic.writer import write_snapshot
+from lodi_core.models import halo_model as hm
+from lodi_core.models import ldl
+from lodi_core.physics.cosmology import Cosmology
+from lodi_core.physics.fields import cell_volume, gaussian_smooth
+from lodi_core.physics.halos import halo_channels
+from lodi_core.training import baselines as fit
 
 COSMO = Cosmology()
 EDGES = (3e10, 1e11, 5e11, 1e12)
@@ -26,7 +31,9 @@ def clustered_particles(n_side: int, box_size: float, seed: int = 0) -> np.ndarr
     q = (np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5) * (box_size / n_side)
     phases = rng.uniform(0, 2 * np.pi, (3, 3))
     k = 2 * np.pi / box_size
-    disp = sum(0.08 * box_size * np.sin(k * (j + 1) * q[:, [(a + j) % 3]] + phases[a, j]) for a in range(3) for j in range(3))
+    disp = sum(
+        0.08 * box_size * np.sin(k * (j + 1) * q[:, [(a + j) % 3]] + phases[a, j]) for a in range(3) for j in range(3)
+    )
     return np.mod(q + disp, box_size)
 
 
@@ -35,21 +42,21 @@ def test_one_halo_puts_the_expected_hi_mass_in_the_expected_cells():
     box, n = 10.0, 10
     ratio = (0.02, 0.01, 0.005, 0.001)
     mass = 2e11  # Msun: channel 2 (1e11 - 5e11)
-    k = bl.tb_per_hi_density(COSMO, 0.0)
+    k = hm.tb_per_hi_density(COSMO, 0.0)
     expected_hi = ratio[1] * mass * COSMO.h  # Msun/h
     # on a grid point: everything in that cell
-    tb = bl.paint_halo_catalogue([[3.0, 4.0, 7.0]], [mass], ratio, box, n, EDGES, COSMO)
+    tb = hm.paint_halo_catalogue([[3.0, 4.0, 7.0]], [mass], ratio, box, n, EDGES, COSMO)
     hi_per_cell = tb / k * cell_volume(box, n)
     assert float(hi_per_cell[3, 4, 7]) == pytest.approx(expected_hi, rel=1e-9)
     assert float(hi_per_cell.sum()) == pytest.approx(expected_hi, rel=1e-9)
     # a quarter and a half cell off along x and y: CIC shares over the 4 neighbours
-    tb = bl.paint_halo_catalogue([[3.25, 4.5, 7.0]], [mass], ratio, box, n, EDGES, COSMO)
+    tb = hm.paint_halo_catalogue([[3.25, 4.5, 7.0]], [mass], ratio, box, n, EDGES, COSMO)
     hi = (tb / k * cell_volume(box, n)).numpy()
     for (i, j), share in {(3, 4): 0.75 * 0.5, (4, 4): 0.25 * 0.5, (3, 5): 0.75 * 0.5, (4, 5): 0.25 * 0.5}.items():
         assert hi[i, j, 7] == pytest.approx(share * expected_hi, rel=1e-9)
     assert np.count_nonzero(hi) == 4
     # below the first channel edge: no HI
-    assert float(bl.paint_halo_catalogue([[1.0, 1.0, 1.0]], [1e10], ratio, box, n, EDGES, COSMO).abs().sum()) == 0.0
+    assert float(hm.paint_halo_catalogue([[1.0, 1.0, 1.0]], [1e10], ratio, box, n, EDGES, COSMO).abs().sum()) == 0.0
 
 
 def test_halo_model_fit_recovers_known_ratios():
@@ -61,14 +68,14 @@ def test_halo_model_fit_recovers_known_ratios():
         mass = np.concatenate([rng.uniform(lo, hi, 40) for lo, hi in zip(EDGES, EDGES[1:] + (1e13,))])
         pos = rng.uniform(0, box, (len(mass), 3))
         channels = gaussian_smooth(halo_channels(pos, mass, box, n, EDGES).double(), box, 0.3)
-        tb = gaussian_smooth(bl.paint_halo_catalogue(pos, mass, ratio, box, n, EDGES, COSMO), box, 0.3)
+        tb = gaussian_smooth(hm.paint_halo_catalogue(pos, mass, ratio, box, n, EDGES, COSMO), box, 0.3)
         # painting the smoothed channels is the smoothed catalogue painting (linearity)
-        f = bl.hi_ratio_to_coefficient(ratio, COSMO, 0.0)
-        torch.testing.assert_close(bl.paint_halo_channels(channels, f), tb, rtol=1e-5, atol=1e-12)
+        f = hm.hi_ratio_to_coefficient(ratio, COSMO, 0.0)
+        torch.testing.assert_close(hm.paint_halo_channels(channels, f), tb, rtol=1e-5, atol=1e-12)
         halos_list.append(channels.numpy())
         tb_list.append(tb.numpy() * (1 + 0.01 * rng.standard_normal(tb.shape)))
-    f, explained = bl.fit_coefficients(halos_list, tb_list)
-    np.testing.assert_allclose(bl.coefficient_to_hi_ratio(f, COSMO, 0.0), ratio, rtol=0.02)
+    f, explained = hm.fit_coefficients(halos_list, tb_list)
+    np.testing.assert_allclose(hm.coefficient_to_hi_ratio(f, COSMO, 0.0), ratio, rtol=0.02)
     assert explained > 0.99
 
 
@@ -76,14 +83,14 @@ def test_halo_model_fit_is_non_negative(tmp_path):
     rng = np.random.default_rng(4)
     halos = rng.uniform(0, 1, (4, 8, 8, 8))
     tb = 2.0 * halos[0] - 0.5 * halos[3]  # the best unconstrained fit would be negative
-    f, _ = bl.fit_coefficients([halos], [tb])
+    f, _ = hm.fit_coefficients([halos], [tb])
     assert (f >= 0).all() and f[3] == 0.0 and f[0] > 1.0
 
 
 # ----------------------------------------------------------------------------- LDL model
 def small_model(dtype=torch.float64, layers=2, n=8, box=4.0, seed=0):
     torch.manual_seed(seed)
-    model = bl.LDL(layers, box, n, smoothing_radius=0.4, tb_mean=0.1).to(dtype)
+    model = ldl.LDL(layers, box, n, smoothing_radius=0.4, tb_mean=0.1).to(dtype)
     x = torch.from_numpy(clustered_particles(12, box, seed)).to(dtype)
     model.calibrate(x)
     return model, x
@@ -118,12 +125,12 @@ def test_gradients_flow_through_the_lagrangian_model():
     model.activation.b0.data.fill_(-0.05)  # ReLU active everywhere: smooth in every parameter
     model.activation.mu.data.fill_(1.3)
     target = model(x).detach() * torch.exp(0.3 * torch.randn(8, 8, 8, dtype=torch.float64))
-    bins = bl.PowerBins(8, 4.0)
-    o_s = bl.fourier_weight(8, 4.0, 1.0).double()
-    cfg = bl.LDLConfig()
+    bins = ldl.PowerBins(8, 4.0)
+    o_s = ldl.fourier_weight(8, 4.0, 1.0).double()
+    cfg = tiny(ldl.LDLConfig)
 
     def loss():
-        return bl.ldl_loss(model(x), target, o_s, bins, bins(target), cfg)[0]
+        return ldl.ldl_loss(model(x), target, o_s, bins, bins(target), cfg)[0]
 
     params = dict(model.named_parameters())
     model.zero_grad()
@@ -146,21 +153,43 @@ def test_gradients_flow_through_the_lagrangian_model():
 def write_tiny_simulation(tmp_path, name: str, seed: int, n_side=16, n=16, box=6.0, teacher=None):
     """A DM-only snapshot and a grid file whose T_b is a known LDL model's output."""
     pos = clustered_particles(n_side, box, seed)
-    snap = write_snapshot(tmp_path / f"{name}_dm.hdf5", {1: {"Coordinates": pos}}, box_size=box, redshift=0.0, cosmology=COSMO,
-                          mass_table=[0, 1e9, 0, 0, 0, 0], coordinate_dtype=np.float32)
+    snap = write_snapshot(
+        tmp_path / f"{name}_dm.hdf5",
+        {1: {"Coordinates": pos}},
+        box_size=box,
+        redshift=0.0,
+        cosmology=COSMO,
+        mass_table=[0, 1e9, 0, 0, 0, 0],
+        coordinate_dtype=np.float32,
+    )
     with torch.no_grad():
         tb = teacher(torch.from_numpy(pos).float())
     dm = np.full((n, n, n), 1e10)
-    halos = np.stack([gaussian_smooth(halo_channels(pos[:4], [2e11] * 4, box, n, EDGES)[c].double(), box, 0.3).numpy() for c in range(4)])
+    halos = np.stack(
+        [
+            gaussian_smooth(halo_channels(pos[:4], [2e11] * 4, box, n, EDGES)[c].double(), box, 0.3).numpy()
+            for c in range(4)
+        ]
+    )
     grid = tmp_path / f"{name}.h5"
-    write_grids(grid, {"dm": dm, "halos": halos, "tb": tb.numpy()},
-                {"box_size": box, "n_grid": n, "redshift": 0.0, "smoothing_radius": 0.3, "halo_mass_edges": list(EDGES), "cosmology": COSMO.as_dict()})
+    write_grids(
+        grid,
+        {"dm": dm, "halos": halos, "tb": tb.numpy()},
+        {
+            "box_size": box,
+            "n_grid": n,
+            "redshift": 0.0,
+            "smoothing_radius": 0.3,
+            "halo_mass_edges": list(EDGES),
+            "cosmology": COSMO.as_dict(),
+        },
+    )
     return snap, grid
 
 
 def teacher_model(n=16, box=6.0):
     torch.manual_seed(5)
-    t = bl.LDL(1, box, n, 0.3, tb_mean=0.2)
+    t = ldl.LDL(1, box, n, 0.3, tb_mean=0.2)
     t.calibrate(torch.from_numpy(clustered_particles(16, box, 0)).float())
     t.layers[0].a.data.fill_(0.6)
     t.activation.mu.data.fill_(1.8)
@@ -172,14 +201,14 @@ def test_ldl_training_lowers_the_loss_and_keeps_its_checkpoint(tmp_path):
     teacher = teacher_model()
     files = [write_tiny_simulation(tmp_path, f"S{i}", seed=i, teacher=teacher) for i in range(2)]
     snaps, grids = [f[0] for f in files], [f[1] for f in files]
-    cfg = bl.LDLConfig(layers=1, steps=24, lr=0.05, checkpoint_every=12)
-    content = bl.train_ldl(snaps, grids, cfg, tmp_path / "ck.pt", tmp_path / "hist.csv", progress=False)
+    cfg = tiny(ldl.LDLConfig, layers=1, steps=24, lr=0.05, checkpoint_every=12)
+    content = fit.train_ldl(snaps, grids, cfg, tmp_path / "ck.pt", tmp_path / "hist.csv", progress=False)
     hist = pd.read_csv(tmp_path / "hist.csv")
     assert len(hist) == 24 and {"loss", "real", "power"} <= set(hist.columns)
     assert hist["loss"].iloc[-4:].mean() < 0.6 * hist["loss"].iloc[:4].mean()
     assert content["kind"] == "ldl" and content["steps"] == 24 and len(content["parameters"]["layers"]) == 1
     # a second run finds the finished checkpoint and returns the same weights without training
-    again = bl.train_ldl(snaps, grids, cfg, tmp_path / "ck.pt", tmp_path / "hist2.csv", progress=False)
+    again = fit.train_ldl(snaps, grids, cfg, tmp_path / "ck.pt", tmp_path / "hist2.csv", progress=False)
     for k, v in content["model"].items():
         assert torch.equal(v, again["model"][k]), k
 
@@ -189,17 +218,24 @@ def test_ldl_training_lowers_the_loss_and_keeps_its_checkpoint(tmp_path):
 def baseline_files(tmp_path):
     teacher = teacher_model()
     snap, grid = write_tiny_simulation(tmp_path, "T0", seed=7, teacher=teacher)
-    bl.run_fit_halo_model([grid], tmp_path / "halo_model.json")
+    fit.run_fit_halo_model([grid], tmp_path / "halo_model.json")
     out = {}
     for method in ("halo_model", "halo_model_true"):
         out[method] = tmp_path / f"{method}_seed0.h5"
-        bl.run_halo_model_volume(tmp_path / "halo_model.json", grid, out[method], method, 0, "T0")
+        paint.run_halo_model_volume(tmp_path / "halo_model.json", grid, out[method], method, 0, "T0")
     from lodi_core.io import save_checkpoint
 
-    save_checkpoint(tmp_path / "ldl.pt", {"kind": "ldl", "model": teacher.state_dict(), "config": {"layers": 1},
-                                          "grid": {"box_size": 6.0, "n_grid": 16, "smoothing_radius": 0.3}})
+    save_checkpoint(
+        tmp_path / "ldl.pt",
+        {
+            "kind": "ldl",
+            "model": teacher.state_dict(),
+            "config": {"layers": 1},
+            "grid": {"box_size": 6.0, "n_grid": 16, "smoothing_radius": 0.3},
+        },
+    )
     out["ldl"] = tmp_path / "ldl_seed0.h5"
-    bl.run_ldl_volume(tmp_path / "ldl.pt", snap, grid, out["ldl"], 0, "T0")
+    paint.run_ldl_volume(tmp_path / "ldl.pt", snap, grid, out["ldl"], 0, "T0")
     return grid, out, teacher, snap
 
 
@@ -211,7 +247,8 @@ def test_baseline_files_carry_the_volume_attributes_and_units(baseline_files):
             a = dict(f.attrs)
             assert a["method"] == method and int(a["seed"]) == 0 and a["simulation"] == "T0"
             assert float(a["box_size"]) == 6.0 and int(a["n_grid"]) == 16 and int(a["box"]) == 0
-            assert {"code_version", "redshift", "smoothing_radius", "baseline_model", "source"} <= set(a)
+            assert {"code_version", "redshift", "smoothing_radius", "baseline_model", "deterministic"} <= set(a)
+            assert a.get("halos", a.get("dm_snapshot"))  # the file it was painted from
             assert np.isfinite(f["tb"][...]).all() and (f["tb"][...] >= 0).all()
     # LDL applied with the teacher's weights reproduces the teacher's T_b (the grid's target)
     target = read_grids(grid, ("tb",))[0]["tb"]
@@ -223,13 +260,27 @@ def test_metrics_table_includes_the_baselines_with_nan_seams(baseline_files, tmp
     # a box-made volume beside them keeps its seam columns
     tb = read_grids(grid, ("tb",))[0]["tb"]
     tiled = tmp_path / "tiling_seed0.h5"
-    write_grids(tiled, {"tb": tb * 1.1}, {"method": "tiling", "seed": 0, "simulation": "T0", "box": 8, "overlap": 0, "periodic": False,
-                                          "box_size": 6.0, "n_grid": 16})
+    write_grids(
+        tiled,
+        {"tb": tb * 1.1},
+        {
+            "method": "tiling",
+            "seed": 0,
+            "simulation": "T0",
+            "box": 8,
+            "overlap": 0,
+            "periodic": False,
+            "box_size": 6.0,
+            "n_grid": 16,
+        },
+    )
     table = metrics_table({"T0": grid}, [*out.values(), tiled])
     assert sorted(table["method"]) == ["halo_model", "halo_model_true", "ldl", "tiling"]
     base = table[table["method"] != "tiling"]
     assert base[["seam_metric", "seam_metric_target", "seam_excess_power"]].isna().all().all()
-    assert base[["max_abs_residual_k5", "r_k5", "pdf_distance_dex", "mean_tb_ratio"]].notna().all().all()  # k_F > 1 h/Mpc here
+    assert (
+        base[["max_abs_residual_k5", "r_k5", "pdf_distance_dex", "mean_tb_ratio"]].notna().all().all()
+    )  # k_F > 1 h/Mpc here
     assert table.loc[table["method"] == "tiling", "seam_metric"].notna().all()
-    ldl = table[table["method"] == "ldl"].iloc[0]
-    assert ldl["r_k5"] == pytest.approx(1.0, abs=1e-6) and ldl["mean_tb_ratio"] == pytest.approx(1.0, rel=1e-5)
+    ldl_row = table[table["method"] == "ldl"].iloc[0]
+    assert ldl_row["r_k5"] == pytest.approx(1.0, abs=1e-6) and ldl_row["mean_tb_ratio"] == pytest.approx(1.0, rel=1e-5)

@@ -1,5 +1,6 @@
 """The CAMELS downloader against a local HTTP server on loopback: resume with a Range
 request, size and SHA-256 checks, and a clear error when the server cannot be reached."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +10,7 @@ import threading
 
 import pytest
 
-from lodi_core.camels import download
+from lodi_core.data.camels import download
 from lodi_core.io import InputError
 
 PAYLOAD = bytes(range(256)) * 4000  # ~1 MB

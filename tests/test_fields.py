@@ -1,11 +1,12 @@
 """CIC (painting, read-out and the differentiable stencil), smoothing and T_b against Pylians
 and hand-computed cases."""
+
 import numpy as np
 import pytest
 import torch
 
-from lodi_core.cosmology import RHO_CRIT_H2, Cosmology
-from lodi_core.fields import Stencil, brightness_temperature, cic, cic_readout, gaussian_smooth, hi_mass
+from lodi_core.physics.cosmology import RHO_CRIT_H2, Cosmology
+from lodi_core.physics.fields import Stencil, brightness_temperature, cic, cic_readout, gaussian_smooth, hi_mass
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,9 @@ def test_stencil_paints_like_cic_at_any_position():
     x[0] = torch.tensor([5.0 - 1e-13, 0.0, 4.999999])  # at the periodic edge
     x[1] = torch.tensor([-3.2, 7.1, 12.0])  # outside the box: periodic
     mass = torch.from_numpy(rng.uniform(0.5, 2, 300))
-    torch.testing.assert_close(Stencil.at(x * (8 / 5.0), 8).paint(mass), cic(x, 5.0, 8, weights=mass, dtype=torch.float64))
+    torch.testing.assert_close(
+        Stencil.at(x * (8 / 5.0), 8).paint(mass), cic(x, 5.0, 8, weights=mass, dtype=torch.float64)
+    )
 
 
 def test_stencil_read_out_of_a_painted_field_conserves_mass():
@@ -93,7 +96,9 @@ def test_stencil_read_out_of_a_painted_field_conserves_mass():
     # uniform field reads back unchanged at every particle
     field = torch.from_numpy(rng.uniform(0, 1, (1, n, n, n)))
     assert float((st.read(field)[:, 0] * mass).sum()) == pytest.approx(float((grid * field[0]).sum()), rel=1e-12)
-    torch.testing.assert_close(st.read(torch.full((1, n, n, n), 3.0, dtype=torch.float64)), torch.full((500, 1), 3.0, dtype=torch.float64))
+    torch.testing.assert_close(
+        st.read(torch.full((1, n, n, n), 3.0, dtype=torch.float64)), torch.full((500, 1), 3.0, dtype=torch.float64)
+    )
 
 
 def test_stencil_gradients_match_finite_differences():

@@ -1,5 +1,6 @@
 """Figures and metrics: every figure builds from small stand-ins of the workflow's files, the
 metrics give known answers, and every figure target resolves to a rule (dry run)."""
+
 from __future__ import annotations
 
 import os
@@ -13,14 +14,17 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from grid_data import make_grid_file, tiny
 
-from grid_data import make_grid_file
-from lodi_core import metrics, plots
-from lodi_core.generate import GenerationConfig, stage_boxes, write_state
-from lodi_core.halogen_run import evaluate_halos
+from lodi_core.analysis import metrics
+from lodi_core.analysis.halogen_eval import evaluate_halos
+from lodi_core.analysis.metrics import box_axis_origins, power_residual, summarise, volume_metrics
+from lodi_core.analysis.posterior import posterior_stats
+from lodi_core.analysis.seams import seam_metric
+from lodi_core.figures import builders, from_files, style
+from lodi_core.generation.jobs import GenerationConfig, pick_pair_origin, run_overlap_pair, stage_boxes, write_state
+from lodi_core.generation.overlap import VolumeState
 from lodi_core.io import read_grids, write_csv, write_grids
-from lodi_core.metrics import box_axis_origins, power_residual, summarise, volume_metrics
-from lodi_core.overlap import VolumeState, seam_metric
 
 REPO = Path(__file__).resolve().parents[1]
 N, BOX_SIZE, BOX, OVERLAP = 32, 8.0, 8, 2
@@ -28,7 +32,16 @@ METHODS = ("latent_overlap", "tiling", "averaging")
 
 
 def volume_file(path, tb, method, seed, sim="sim_a"):
-    attrs = {"method": method, "seed": seed, "simulation": sim, "box": BOX, "overlap": OVERLAP, "periodic": False, "box_size": BOX_SIZE, "n_grid": N}
+    attrs = {
+        "method": method,
+        "seed": seed,
+        "simulation": sim,
+        "box": BOX,
+        "overlap": OVERLAP,
+        "periodic": False,
+        "box_size": BOX_SIZE,
+        "n_grid": N,
+    }
     write_grids(path, {"tb": tb}, attrs)
     return path
 
@@ -47,7 +60,11 @@ def run(tmp_path_factory):
             for seed in (0, 1):
                 rng = np.random.default_rng(100 * j + 10 * seed + len(method))
                 tb = target * np.exp(0.2 * rng.standard_normal(target.shape))
-                out["volumes"].append(volume_file(root / f"generated/{sim}/{method}_seed{seed}.h5", tb.astype(np.float32), method, seed, sim))
+                out["volumes"].append(
+                    volume_file(
+                        root / f"generated/{sim}/{method}_seed{seed}.h5", tb.astype(np.float32), method, seed, sim
+                    )
+                )
     grids, attrs = read_grids(out["grids"]["sim_a"])
     rng = np.random.default_rng(5)
     predicted = grids["halos"] * np.exp(0.3 * rng.standard_normal(grids["halos"].shape))
@@ -75,36 +92,46 @@ def latent(run, sim="sim_a"):
 # ----------------------------------------------------------------------------- figures
 @pytest.mark.parametrize(
     "name",
-    ["fig5_methods", "fig8_overview", "fig9_halos", "fig10_power", "fig11_residuals", "rk", "tb_pdf", "posterior", "posterior_one_seed"],
+    [
+        "fig5_methods",
+        "fig8_overview",
+        "fig9_halos",
+        "fig10_power",
+        "fig11_residuals",
+        "rk",
+        "tb_pdf",
+        "posterior",
+        "posterior_one_seed",
+    ],
 )
 def test_figure_builds(run, tmp_path, name):
     pdf, png = figure_paths(tmp_path, name)
     grid, sim_a = run["grids"]["sim_a"], [p for p in run["volumes"] if "/sim_a/" in str(p)]
     first_seed = [p for p in sim_a if p.name.endswith("_seed0.h5")]
     if name == "fig5_methods":
-        plots.plot_methods(grid, first_seed, "sim_a", pdf, png)
+        from_files.plot_methods(grid, first_seed, "sim_a", pdf, png)
     elif name == "fig8_overview":
-        plots.plot_overview(grid, [p for p in first_seed if "averaging" not in p.name], "sim_a", pdf, png)
+        from_files.plot_overview(grid, [p for p in first_seed if "averaging" not in p.name], "sim_a", pdf, png)
     elif name == "fig9_halos":
-        plots.plot_halos(grid, run["predicted"], run["summary"], run["pdf"], "sim_a", pdf, png)
+        from_files.plot_halos(grid, run["predicted"], run["summary"], run["pdf"], "sim_a", pdf, png)
     elif name == "fig10_power":
-        plots.plot_power(grid, latent(run), "sim_a", pdf, png)
+        from_files.plot_power(grid, latent(run), "sim_a", pdf, png)
     elif name == "fig11_residuals":
-        plots.plot_residuals(run["grids"], latent(run) + latent(run, "sim_b"), "test", pdf, png)
+        from_files.plot_residuals(run["grids"], latent(run) + latent(run, "sim_b"), "test", pdf, png)
     elif name == "rk":
-        plots.plot_rk(grid, sim_a, "sim_a", pdf, png)
+        from_files.plot_rk(grid, sim_a, "sim_a", pdf, png)
     elif name == "tb_pdf":
-        plots.plot_tb_pdf(grid, sim_a, "sim_a", pdf, png)
+        from_files.plot_tb_pdf(grid, sim_a, "sim_a", pdf, png)
     elif name == "posterior":
-        plots.plot_posterior(grid, latent(run), "sim_a", pdf, png)
+        from_files.plot_posterior(grid, latent(run), "sim_a", pdf, png)
     elif name == "posterior_one_seed":
-        plots.plot_posterior(grid, latent(run)[:1], "sim_a", pdf, png)
+        from_files.plot_posterior(grid, latent(run)[:1], "sim_a", pdf, png)
     assert_written(pdf, png)
 
 
 def state_files(root, model_box, n=N):
     """States after stages 1..8 as the merge jobs write them (random normalised x0)."""
-    cfg = GenerationConfig(overlap=OVERLAP)
+    cfg = tiny(GenerationConfig, overlap=OVERLAP)
     state = VolumeState.empty(n)
     rng = torch.Generator().manual_seed(0)
     paths = []
@@ -126,18 +153,19 @@ def test_model_figures_build(lodi_model, grid_file, tmp_path):
     the 8 stage states converted to T_b."""
     model, content = lodi_model
     pdf, png = figure_paths(tmp_path, "fig6")
-    plots.plot_overlap_pair(model, grid_file, OVERLAP, 0, "cpu", "test", pdf, png)
+    run_overlap_pair(model, grid_file, tmp_path / "pair.h5", OVERLAP, 0, "cpu")
+    from_files.plot_overlap_pair(tmp_path / "pair.h5", "test", pdf, png)
     assert_written(pdf, png)
     states = state_files(tmp_path, int(content["box"]))
     last = read_state_known(states[-1])
     assert last.all(), "the fake stages must cover the volume"
     pdf, png = figure_paths(tmp_path, "fig7")
-    plots.plot_stages(model, states, BOX_SIZE, "test", pdf, png)
+    from_files.plot_stages(model, states, BOX_SIZE, "test", pdf, png)
     assert_written(pdf, png)
 
 
 def read_state_known(path):
-    from lodi_core.generate import read_state
+    from lodi_core.generation.jobs import read_state
 
     return read_state(path, N, "cpu").known.numpy()
 
@@ -147,7 +175,7 @@ def test_stage_projections_average_only_known_voxels():
     tb[0] = 100.0  # unknown voxels must not count
     known = np.zeros((4, 4, 4), dtype=bool)
     known[1:, :2, :] = True
-    xy, xz, yz = plots.stage_projections(tb, known)
+    xy, xz, yz = builders.stage_projections(tb, known)
     assert np.allclose(xy[1:, :2], 2.0) and np.isnan(xy[0]).all() and np.isnan(xy[:, 2:]).all()
     assert np.allclose(yz[:2], 2.0) and np.isnan(yz[2:]).all()
     assert xz.shape == (4, 4)
@@ -156,14 +184,14 @@ def test_stage_projections_average_only_known_voxels():
 def test_pair_origin_finds_the_halo_mass():
     halos = np.zeros((4, 32, 32, 32))
     halos[2, 20, 9, 26] = 1.0
-    origin = plots.pick_pair_origin(halos, box=8, overlap=2, axis=0)
+    origin = pick_pair_origin(halos, box=8, overlap=2, axis=0)
     assert origin[0] <= 20 < origin[0] + 14 and origin[1] <= 9 < origin[1] + 8 and origin[2] <= 26 < origin[2] + 8
 
 
-def test_box_edges_of_each_method():
+def test_box_corners_of_each_method():
     attrs = {"box": BOX, "overlap": OVERLAP, "periodic": False, "box_size": BOX_SIZE, "n_grid": N}
-    assert plots.box_edges({**attrs, "method": "tiling"}) == [0, 8, 16, 24, 32]
-    lo = plots.box_edges({**attrs, "method": "latent_overlap"})
+    assert style.box_corners({**attrs, "method": "tiling"}) == [0, 8, 16, 24, 32]
+    lo = style.box_corners({**attrs, "method": "latent_overlap"})
     axis, _, _ = box_axis_origins({**attrs, "method": "latent_overlap"})
     assert lo == sorted(set(axis) | {o + BOX for o in axis}) and lo[0] == 0 and lo[-1] == N
 
@@ -189,7 +217,9 @@ def test_independent_fields_are_uncorrelated():
 
 
 def test_seam_metric_is_one_for_noise():
-    origins, box, _ = box_axis_origins({"method": "latent_overlap", "box": BOX, "overlap": OVERLAP, "periodic": False, "n_grid": N})
+    origins, box, _ = box_axis_origins(
+        {"method": "latent_overlap", "box": BOX, "overlap": OVERLAP, "periodic": False, "n_grid": N}
+    )
     assert seam_metric(field(3), origins, box) == pytest.approx(1.0, abs=0.1)
     stepped = field(3) + 5.0 * (np.arange(N) // BOX % 2)[:, None, None]  # jumps at box edges
     assert seam_metric(stepped, [0, 8, 16, 24], BOX) > 10
@@ -197,7 +227,14 @@ def test_seam_metric_is_one_for_noise():
 
 def test_volume_metrics_of_the_target_itself():
     f = field(4)
-    attrs = {"method": "latent_overlap", "box": BOX, "overlap": OVERLAP, "periodic": False, "box_size": BOX_SIZE, "n_grid": N}
+    attrs = {
+        "method": "latent_overlap",
+        "box": BOX,
+        "overlap": OVERLAP,
+        "periodic": False,
+        "box_size": BOX_SIZE,
+        "n_grid": N,
+    }
     row = volume_metrics(f, f, attrs)
     assert row["max_abs_residual_k10"] == pytest.approx(0.0, abs=1e-12)
     assert row["r_k5"] == pytest.approx(1.0) and row["mean_tb_ratio"] == pytest.approx(1.0)
@@ -208,24 +245,24 @@ def test_volume_metrics_of_the_target_itself():
 def test_posterior_stats_match_numpy():
     samples = [field(s, 8) for s in range(5)]
     target = field(9, 8)
-    stats = plots.posterior_stats(iter(samples), target)
+    stats = posterior_stats(iter(samples), target)
     stack = np.stack(samples)
     assert stats["count"] == 5
     assert np.allclose(stats["mean"], stack.mean(0)) and np.allclose(stats["std"], stack.std(0, ddof=1))
     assert np.allclose(stats["z"], (target - stack.mean(0)) / stack.std(0, ddof=1))
-    one = plots.posterior_stats([samples[0]], target)
+    one = posterior_stats([samples[0]], target)
     assert np.isnan(one["std"]).all() and np.isnan(one["z"]).all()
 
 
 def test_mean_std_and_pdf():
     t = pd.DataFrame({"k": [1.0, 2.0], "residual": [0.1, -0.2]})
     u = pd.DataFrame({"k": [1.0, 2.0], "residual": [0.3, 0.0]})
-    k, mean, std = plots.mean_std([t, u], "residual")
+    k, mean, std = style.mean_std([t, u], "residual")
     assert np.allclose(mean, [0.2, -0.1]) and np.allclose(std, [0.1, 0.1])
     with pytest.raises(ValueError):
-        plots.mean_std([t, pd.DataFrame({"k": [1.0], "residual": [0.0]})], "residual")
+        style.mean_std([t, pd.DataFrame({"k": [1.0], "residual": [0.0]})], "residual")
     edges = np.linspace(-3, 1, 41)
-    density = plots.tb_pdf(field(5), edges, 1e-3)
+    density = builders.tb_pdf(field(5), edges, 1e-3)
     assert np.sum(density * np.diff(edges)) == pytest.approx(1.0)
 
 
@@ -240,7 +277,10 @@ def test_metrics_tables(run, tmp_path):
     assert table["r_k5"].between(0.3, 1.0).all()  # target times small noise
     summary = pd.read_csv(summary_csv)
     assert len(summary) == 2 * len(METHODS) and "seam_metric_mean" in summary and "seam_metric_std" in summary
-    assert np.allclose(summary.sort_values(["simulation", "method"])["mean_tb_ratio_mean"], summarise(table).sort_values(["simulation", "method"])["mean_tb_ratio_mean"])
+    assert np.allclose(
+        summary.sort_values(["simulation", "method"])["mean_tb_ratio_mean"],
+        summarise(table).sort_values(["simulation", "method"])["mean_tb_ratio_mean"],
+    )
 
 
 # ----------------------------------------------------------------------------- workflow
@@ -269,8 +309,24 @@ def test_every_figure_target_resolves_to_a_rule(tmp_path):
     }
     seeds = tmp_path / "seeds.yaml"  # --config seeds=[0,3] would give strings
     seeds.write_text("seeds: [0, 3]\n")
-    cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(snakefile), "--cores", "1", "--configfile", str(REPO / "tests/workflow_config.yaml"), str(seeds),
-           "--config", f"results={results}", "--", "figures", *(f"{results}/{t}" for t in expected)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "-s",
+        str(snakefile),
+        "--cores",
+        "1",
+        "--configfile",
+        str(REPO / "tests/workflow_config.yaml"),
+        str(seeds),
+        "--config",
+        f"results={results}",
+        "--",
+        "figures",
+        *(f"{results}/{t}" for t in expected),
+    ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     text = out.stdout + out.stderr

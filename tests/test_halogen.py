@@ -1,11 +1,17 @@
 """HALOgen: the masked loss against hand-computed cases, group separation of the network,
 sliding-window inference, training and exact resume."""
+
 import numpy as np
 import pytest
 import torch
+from grid_data import paper, tiny
 
-from lodi_core.augment import CUBE_SYMMETRIES, apply_symmetry, invert_symmetry
-from lodi_core.halogen import (
+from lodi_core.analysis.halogen_eval import evaluate_halos
+from lodi_core.data.augment import CUBE_SYMMETRIES, apply_symmetry, invert_symmetry
+from lodi_core.data.windows import sliding_window_apply
+from lodi_core.generation.halos import predict_halos
+from lodi_core.io import save_checkpoint
+from lodi_core.models.halogen import (
     HALOgen,
     HalogenConfig,
     LossConfig,
@@ -14,15 +20,14 @@ from lodi_core.halogen import (
     dense_equivalent,
     halogen_loss,
     interleave_groups,
+    load_halogen,
     loss_mask,
     masked_l2,
     quantile_loss,
 )
-from lodi_core.halogen_run import HalogenTrainConfig, evaluate_halos, load_halogen, lr_at_epoch, predict_halos, train_halogen
-from lodi_core.io import save_checkpoint
-from lodi_core.windows import sliding_window_apply
+from lodi_core.training.halogen import HalogenTrainConfig, lr_at_epoch, train_halogen
 
-TINY = HalogenConfig(channels=(8, 8, 16), bottleneck_channels=16)
+TINY = tiny(HalogenConfig, channels=(8, 8, 16), bottleneck_channels=16)
 
 
 def _target_with_known_counts():
@@ -83,7 +88,7 @@ def test_quantile_and_masked_l2_hand_case():
 
 
 def test_total_loss_eq5_hand_case():
-    cfg = LossConfig(alpha=0.6, quantile=0.7, beta=(1.0, 2.0), lambda_w=0.5)
+    cfg = tiny(LossConfig, alpha=0.6, quantile=0.7, beta=(1.0, 2.0), lambda_w=0.5)
     pred = torch.zeros((1, 2, 2))
     target = torch.tensor([[[1.0, -1.0], [2.0, 0.0]]])
     mask = torch.tensor([[[0.5, 0.5], [1.0, 0.0]]])
@@ -152,7 +157,7 @@ def test_window_averaging_reproduces_the_input_for_an_identity_network(periodic)
 
 
 def test_lr_schedule_of_the_paper():
-    cfg = HalogenTrainConfig()
+    cfg = paper(HalogenTrainConfig)
     assert lr_at_epoch(0, cfg) == lr_at_epoch(9.9, cfg) == 2e-4
     assert lr_at_epoch(10, cfg) == pytest.approx(1e-4)
     assert lr_at_epoch(35, cfg) == pytest.approx(0.5 * (1e-4 + 3e-5))
@@ -160,8 +165,26 @@ def test_lr_schedule_of_the_paper():
 
 
 def _train(grid, tmp, epochs, name):
-    cfg = HalogenTrainConfig(window=16, train_stride=8, batch_size=4, epochs=epochs, warm_epochs=1, cycle_epochs=2, bf16=False)
-    return train_halogen([grid], TINY, cfg, LossConfig(), tmp / f"{name}.ckpt", tmp / f"{name}.csv", torch.device("cpu"), progress=False)
+    cfg = tiny(
+        HalogenTrainConfig,
+        window=16,
+        train_stride=8,
+        batch_size=4,
+        epochs=epochs,
+        warm_epochs=1,
+        cycle_epochs=2,
+        bf16=False,
+    )
+    return train_halogen(
+        [grid],
+        TINY,
+        cfg,
+        tiny(LossConfig),
+        tmp / f"{name}.ckpt",
+        tmp / f"{name}.csv",
+        torch.device("cpu"),
+        progress=False,
+    )
 
 
 def test_training_resumes_to_the_same_weights(grid_file, tmp_path):
@@ -182,7 +205,7 @@ def test_prediction_and_evaluation_shapes(grid_file, tmp_path):
     from lodi_core.io import read_grids
 
     data, attrs = read_grids(grid_file)
-    rho = predict_halos(net, meta, data["dm"], stride=8, post_threshold=9.5)
+    rho = predict_halos(net, meta, data["dm"], stride=8, periodic=False, post_threshold=9.5, batch_size=8)
     assert rho.shape == (4, 32, 32, 32) and torch.isfinite(rho).all() and (rho >= 0).all()
     nonzero = rho[rho > 0]
     assert nonzero.numel() == 0 or float(nonzero.min()) >= 10**9.5

@@ -1,10 +1,11 @@
 """Halo channels (Eq. 1) on catalogues whose answer is known."""
+
 import numpy as np
 import pytest
 import torch
 
-from lodi_core.fields import cell_volume
-from lodi_core.halos import HALO_MASS_EDGES, catalogue_mass_to_msun, channel_index, halo_channels, halo_counts
+from lodi_core.physics.fields import cell_volume
+from lodi_core.physics.halos import HALO_MASS_EDGES, catalogue_mass_to_msun, channel_index, halo_channels, halo_counts
 
 
 def test_channel_index_at_and_around_the_edges():

@@ -1,11 +1,12 @@
 """LODI data selection, training, the sampling API and determinism."""
+
 import numpy as np
 import torch
+from grid_data import TINY_NET, tiny
 
-from lodi_core.lodi_run import BoxSampler, LodiTrainConfig, select_subvolumes, train_lodi
-from lodi_core.vdm import VDMConfig
-
-from grid_data import TINY_NET
+from lodi_core.models.lodi import BoxSampler, box_noise
+from lodi_core.models.vdm import VDMConfig, alpha, sigma
+from lodi_core.training.lodi import LodiTrainConfig, select_subvolumes, train_lodi
 
 
 def test_selection_keeps_what_the_rule_says():
@@ -17,12 +18,15 @@ def test_selection_keeps_what_the_rule_says():
     peaks = [(3, 3, 3), (10, 20, 30), (16, 16, 16), (25, 8, 12), (30, 30, 1), (12, 12, 12)]
     for i, p in enumerate(peaks):
         halos[i % 2][p] = 2e10  # low-mass halos in channels 1-2
-    cfg = LodiTrainConfig(box=b, candidate_stride=4, low_mass_fraction=0.5)
+    cfg = tiny(LodiTrainConfig, box=b, candidate_stride=4, important_log_rho=10.0, low_mass_fraction=0.5)
     high, low = select_subvolumes(halos, cfg, np.random.default_rng(0))
     # (a) exactly the lattice boxes holding log10 rho >= 10 in channels 3-4
     axis = list(range(0, n - b + 1, 4))
     expected = [
-        (i, j, k) for i in axis for j in axis for k in axis
+        (i, j, k)
+        for i in axis
+        for j in axis
+        for k in axis
         if (halos[2:, i : i + b, j : j + b, k : k + b] >= 1e10).any()
     ]
     assert sorted(high) == sorted(expected) and len(high) > 0
@@ -46,8 +50,29 @@ def test_training_writes_curves_and_the_normalisation(lodi_model, tmp_path):
 
 def test_training_resumes_to_the_same_weights(grid_file, tmp_path):
     def run(iterations, name):
-        cfg = LodiTrainConfig(box=8, candidate_stride=4, batch_size=2, iterations=iterations, warmup=2, checkpoint_every=3, validate_every=3, val_boxes=2, bf16=False, important_log_rho=11.0)
-        return train_lodi([grid_file], TINY_NET, VDMConfig(timesteps=8), cfg, tmp_path / f"{name}.pt", tmp_path / f"{name}.csv", torch.device("cpu"), progress=False)
+        cfg = tiny(
+            LodiTrainConfig,
+            box=8,
+            candidate_stride=4,
+            batch_size=2,
+            iterations=iterations,
+            warmup=2,
+            checkpoint_every=3,
+            validate_every=3,
+            val_boxes=2,
+            bf16=False,
+            important_log_rho=11.0,
+        )
+        return train_lodi(
+            [grid_file],
+            TINY_NET,
+            tiny(VDMConfig),
+            cfg,
+            tmp_path / f"{name}.pt",
+            tmp_path / f"{name}.csv",
+            torch.device("cpu"),
+            progress=False,
+        )
 
     full = run(6, "full")
     run(3, "split")
@@ -63,16 +88,14 @@ def test_box_sampler_is_deterministic_and_inverts_the_normalisation(lodi_model):
     cond = sampler.condition(halos)
 
     def draw(seeds):
-        return sampler.sample(cond, [torch.Generator().manual_seed(s) for s in seeds])
+        return sampler.sample(cond, box_noise([torch.Generator().manual_seed(s) for s in seeds], (1, 8, 8, 8), "cpu"))
 
     a, b, c = draw([1, 2]), draw([1, 2]), draw([1, 3])
     assert a.shape == (2, 1, 8, 8, 8)
     assert torch.equal(a, b) and torch.equal(a[0], c[0]) and not torch.equal(a[1], c[1])
     tb = sampler.to_tb(a)
     assert (tb >= 0).all() and torch.isfinite(tb).all()
-    # per-step pieces: alpha^2 + sigma^2 = 1 on the sampling grid, SNR decreasing
-    i = torch.arange(sampler.T + 1)
-    a2 = torch.stack([sampler.alpha(int(k)) ** 2 for k in i])
-    s2 = torch.stack([sampler.sigma(int(k)) ** 2 for k in i])
+    # the sampling grid: alpha^2 + sigma^2 = 1, SNR decreasing
+    a2, s2 = alpha(sampler.gammas) ** 2, sigma(sampler.gammas) ** 2
     torch.testing.assert_close(a2 + s2, torch.ones_like(a2))
     assert torch.all(torch.diff(a2 / s2) < 0)

@@ -1,11 +1,15 @@
 """Box grid, stage schedule (against the paper's counts), latent overlap and baselines."""
+
 import numpy as np
 import pytest
 import torch
+from grid_data import tiny
 
-from lodi_core.generate import GenerationConfig, generate_baseline, generate_volume, load_condition
-from lodi_core.lodi_run import BoxSampler
-from lodi_core.overlap import box_grid, box_origins, seam_metric, shard_slice, stage_indices, stage_schedule, tiling_origins
+from lodi_core.analysis.seams import seam_metric
+from lodi_core.data.boxes import box_grid, box_origins, stage_indices, stage_schedule, tiling_origins
+from lodi_core.generation.jobs import GenerationConfig, generate_baseline, generate_volume, load_condition
+from lodi_core.generation.overlap import shard_slice
+from lodi_core.models.lodi import BoxSampler
 
 
 def test_paper_stage_counts():
@@ -15,7 +19,10 @@ def test_paper_stage_counts():
     assert [len(s) for s in stage_schedule(64, 16, 4)] == [27, 18, 18, 18, 12, 12, 12, 8]
 
 
-@pytest.mark.parametrize("n,box,overlap,periodic", [(64, 16, 4, False), (100, 32, 4, False), (70, 16, 3, False), (64, 16, 4, True), (48, 16, 2, True)])
+@pytest.mark.parametrize(
+    "n,box,overlap,periodic",
+    [(64, 16, 4, False), (100, 32, 4, False), (70, 16, 3, False), (64, 16, 4, True), (48, 16, 2, True)],
+)
 def test_stages_are_disjoint_cover_the_volume_and_overlap_by_at_least_o(n, box, overlap, periodic):
     axis = box_origins(n, box, overlap, periodic)
     gaps = np.diff(axis + ([axis[0] + n] if periodic else []))
@@ -86,9 +93,11 @@ def sampler_and_cond(lodi_model, grid_file):
 
 def test_stitched_volume_equals_the_known_values(sampler_and_cond):
     sampler, cond = sampler_and_cond
-    cfg = GenerationConfig(overlap=2, batch_size=5)
+    cfg = tiny(GenerationConfig, overlap=2, batch_size=5)
     snapshots = []
-    final = generate_volume(sampler, cond, 0, "sim", cfg, on_stage=lambda s: snapshots.append((s.x0.clone(), s.known.clone())))
+    final = generate_volume(
+        sampler, cond, 0, "sim", cfg, on_stage=lambda s: snapshots.append((s.x0.clone(), s.known.clone()))
+    )
     assert len(snapshots) == 8 and bool(final.known.all())
     for (x_prev, k_prev), (x_next, _) in zip(snapshots[:-1], snapshots[1:]):
         assert torch.equal(x_next[k_prev], x_prev[k_prev])  # known voxels never change
@@ -97,11 +106,16 @@ def test_stitched_volume_equals_the_known_values(sampler_and_cond):
 
 def test_generation_is_deterministic_and_independent_of_sharding(sampler_and_cond):
     sampler, cond = sampler_and_cond
-    one = generate_volume(sampler, cond, 7, "sim", GenerationConfig(overlap=2, batch_size=4, shards=1)).x0
-    three = generate_volume(sampler, cond, 7, "sim", GenerationConfig(overlap=2, batch_size=4, shards=3)).x0
-    other = generate_volume(sampler, cond, 8, "sim", GenerationConfig(overlap=2, batch_size=4, shards=1)).x0
-    assert torch.equal(one, three)
-    assert not torch.equal(one, other)
+    one = generate_volume(sampler, cond, 7, "sim", tiny(GenerationConfig, overlap=2, batch_size=4, shards=1)).x0
+    three = generate_volume(sampler, cond, 7, "sim", tiny(GenerationConfig, overlap=2, batch_size=4, shards=3)).x0
+    other = generate_volume(sampler, cond, 8, "sim", tiny(GenerationConfig, overlap=2, batch_size=4, shards=1)).x0
+    assert torch.equal(
+        one, generate_volume(sampler, cond, 7, "sim", tiny(GenerationConfig, overlap=2, batch_size=4, shards=1)).x0
+    )
+    # the same noise for every box whatever the split; the network's rounding may depend on
+    # the micro-batch a box shares (CPU kernels chosen by batch size: up to ~4e-7 here)
+    torch.testing.assert_close(one, three, rtol=0, atol=1e-5)
+    assert (one - other).abs().max() > 0.1
 
 
 @pytest.mark.parametrize("n_shards", [1, 2, 4, 16])
@@ -115,7 +129,7 @@ def test_shards_split_every_stage_evenly(n_shards):
 
 def test_baselines_cover_the_volume(sampler_and_cond):
     sampler, cond = sampler_and_cond
-    cfg = GenerationConfig(overlap=2, batch_size=8)
+    cfg = tiny(GenerationConfig, overlap=2, batch_size=8)
     for method in ("tiling", "averaging"):
         x = generate_baseline(sampler, cond, method, 0, "sim", cfg)
         assert x.shape == cond.shape[-3:] and torch.isfinite(x).all()

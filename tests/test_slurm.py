@@ -1,5 +1,6 @@
 """`snakemake --profile slurm all` on a real single-node SLURM cluster (scripts/local-slurm.sh:
 Debian's slurm-wlm and munge, two fake GPUs), compared with a local run of the same config."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,7 +9,6 @@ import sys
 import h5py
 import numpy as np
 import pytest
-
 from slurm_helpers import SLURM_RUN, start
 from workflow_helpers import REPO
 
@@ -31,7 +31,9 @@ def slurm_run(request):
 
 def test_the_profile_is_found_from_the_repository_root():
     assert (REPO / "slurm").resolve() == (REPO / "profiles/slurm").resolve()
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--profile", "slurm", "all"], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--profile", "slurm", "all"], cwd=REPO, capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "Using profile slurm" in out.stdout + out.stderr or "Using profiles slurm" in out.stdout + out.stderr
 
@@ -47,7 +49,13 @@ def test_profile_slurm_all_equals_the_local_run(slurm_run, workflow_results):
     # GPU rules asked SLURM for a GPU and the job used the fallback with a warning
     log = (results / "logs/train_lodi.log").read_text()
     assert "a GPU was expected" in log and "using device cpu" in log
-    for rel in ("grids/CV_0.h5", "grids/CV_1.h5", "halogen/predicted/CV_1.h5", "generated/CV_1/latent_overlap_seed0.h5", "generated/CV_1/tiling_seed0.h5"):
+    for rel in (
+        "grids/CV_0.h5",
+        "grids/CV_1.h5",
+        "halogen/predicted/CV_1.h5",
+        "generated/CV_1/latent_overlap_seed0.h5",
+        "generated/CV_1/tiling_seed0.h5",
+    ):
         with h5py.File(results / rel) as a, h5py.File(workflow_results / rel) as b:
             for name in a:
                 np.testing.assert_array_equal(a[name][...], b[name][...], err_msg=f"{rel}:{name}")

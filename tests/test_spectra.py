@@ -1,8 +1,9 @@
 """P(k), cross spectra and r(k) against Pylians, bin by bin; metrics on known cases."""
+
 import numpy as np
 import pytest
 
-from lodi_core.spectra import correlation_coefficient, cross_power_spectrum, overdensity, pdf, power_spectrum
+from lodi_core.physics.spectra import correlation_coefficient, cross_power_spectrum, overdensity, pdf, power_spectrum
 
 PKL = pytest.importorskip("Pk_library", reason="Pylians is a test extra (pip install -e '.[test]')")
 

@@ -3,6 +3,7 @@
 One 64^3-particle simulation in 25 Mpc/h is made once per module (a few seconds); the
 determinism tests use 32^3 particles.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,11 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from lodi_core.camels import read_catalogue, read_snapshot
-from lodi_core.cosmology import RHO_CRIT_H2, Cosmology, _colossus
-from lodi_core.fields import cic, fourier_wavenumbers
-from lodi_core.spectra import cross_power_spectrum, overdensity, power_spectrum
-from lodi_core.synthetic import (
+from lodi_core.data.camels import read_catalogue, read_snapshot
+from lodi_core.data.synthetic import (
     X_H,
     HIModel,
     friends_of_friends,
@@ -32,6 +30,9 @@ from lodi_core.synthetic import (
     run_pm,
     write_snapshot,
 )
+from lodi_core.physics.cosmology import RHO_CRIT_H2, Cosmology, _colossus
+from lodi_core.physics.fields import cic, fourier_wavenumbers
+from lodi_core.physics.spectra import cross_power_spectrum, overdensity, power_spectrum
 
 COSMO = Cosmology()
 BOX, NP, SEED = 25.0, 64, 3  # m_p = 5e9 Msun/h: a few hundred FoF halos
@@ -102,8 +103,12 @@ def test_second_order_displacement_of_two_crossed_waves():
     delta = -(k**2) * (amp_a * torch.cos(k * x) + amp_b * torch.cos(k * y))
     psi1, psi2 = lpt_displacements(torch.fft.rfftn(delta), n, box)
     c = amp_a * amp_b * k**3 / 2
-    expect2 = torch.stack([c * torch.sin(k * x) * torch.cos(k * y), c * torch.cos(k * x) * torch.sin(k * y), torch.zeros_like(x)], -1).reshape(-1, 3)
-    expect1 = torch.stack([amp_a * k * torch.sin(k * x), amp_b * k * torch.sin(k * y), torch.zeros_like(x)], -1).reshape(-1, 3)
+    expect2 = torch.stack(
+        [c * torch.sin(k * x) * torch.cos(k * y), c * torch.cos(k * x) * torch.sin(k * y), torch.zeros_like(x)], -1
+    ).reshape(-1, 3)
+    expect1 = torch.stack(
+        [amp_a * k * torch.sin(k * x), amp_b * k * torch.sin(k * y), torch.zeros_like(x)], -1
+    ).reshape(-1, 3)
     assert torch.allclose(psi1, expect1, atol=1e-12)
     assert torch.allclose(psi2, expect2, atol=1e-12)
 
@@ -192,7 +197,13 @@ def test_friends_of_friends_matches_brute_force_and_any_slab_count():
     rng = np.random.default_rng(1)
     box, b = 5.0, 0.12
     centres = rng.random((12, 3)) * box
-    pos = np.concatenate([rng.normal(c, rng.uniform(0.03, 0.15), size=(rng.integers(5, 60), 3)) for c in centres] + [rng.random((300, 3)) * box]) % box
+    pos = (
+        np.concatenate(
+            [rng.normal(c, rng.uniform(0.03, 0.15), size=(rng.integers(5, 60), 3)) for c in centres]
+            + [rng.random((300, 3)) * box]
+        )
+        % box
+    )
     n = len(pos)
     d = pos[:, None, :] - pos[None, :, :]
     d -= box * np.round(d / box)
@@ -221,7 +232,9 @@ def test_fof_slabs_give_the_same_groups_on_the_simulation(halos_of_sim):
     reference = friends_of_friends(dm["Coordinates"], BOX, 0.2 * BOX / NP, n_slabs=1)
     assert reference.max() > 100 and np.array_equal(reference, halos.labels)
     for slabs in (3, 8):
-        assert np.array_equal(friends_of_friends(dm["Coordinates"], BOX, 0.2 * BOX / NP, n_slabs=slabs, workers=2), reference)
+        assert np.array_equal(
+            friends_of_friends(dm["Coordinates"], BOX, 0.2 * BOX / NP, n_slabs=slabs, workers=2), reference
+        )
 
 
 def test_halo_properties_of_a_truncated_isothermal_sphere():
@@ -272,7 +285,9 @@ def test_halo_mass_function_has_the_expected_shape(sim):
 def test_hi_follows_the_hi_halo_mass_relation(sim, halos_of_sim):
     _, out, timings = sim
     _, halos = halos_of_sim
-    gas, _ = read_snapshot(out["hydro"], 0, ["Coordinates", "Masses", "NeutralHydrogenAbundance", "StarFormationRate"], BOX, 0.0)
+    gas, _ = read_snapshot(
+        out["hydro"], 0, ["Coordinates", "Masses", "NeutralHydrogenAbundance", "StarFormationRate"], BOX, 0.0
+    )
     masses = gas["Masses"].astype(np.float64) * 1e10
     sfr = gas["StarFormationRate"]
     hi = masses * X_H * np.where(sfr > 0, 1.0, gas["NeutralHydrogenAbundance"].astype(np.float64))
@@ -319,9 +334,16 @@ def test_files_have_the_camels_layout_and_units(sim):
         assert hdr["MassTable"][1] * 1e10 == pytest.approx(m_p * (1 - f_b), rel=1e-9)
         gas, dm = f["PartType0"], f["PartType1"]
         expected = {
-            "Coordinates": np.float64, "Masses": np.float32, "NeutralHydrogenAbundance": np.float32,
-            "StarFormationRate": np.float32, "Velocities": np.float32, "ParticleIDs": np.uint64, "Density": np.float32,
-            "InternalEnergy": np.float32, "ElectronAbundance": np.float32, "GFM_Metallicity": np.float32,
+            "Coordinates": np.float64,
+            "Masses": np.float32,
+            "NeutralHydrogenAbundance": np.float32,
+            "StarFormationRate": np.float32,
+            "Velocities": np.float32,
+            "ParticleIDs": np.uint64,
+            "Density": np.float32,
+            "InternalEnergy": np.float32,
+            "ElectronAbundance": np.float32,
+            "GFM_Metallicity": np.float32,
         }
         for name, dtype in expected.items():
             assert gas[name].dtype == dtype, name
@@ -355,11 +377,37 @@ def test_files_have_the_camels_layout_and_units(sim):
         hdr = f["Header"].attrs
         n_groups = hdr["Ngroups_Total"]
         assert n_groups == hdr["Ngroups_ThisFile"] == hdr["Nsubgroups_Total"] == hdr["Nsubgroups_ThisFile"] > 100
-        assert hdr["BoxSize"] == BOX * 1000 and hdr["Redshift"] == 0.0 and hdr["Time"] == 1.0 and hdr["HubbleParam"] == COSMO.h
+        assert (
+            hdr["BoxSize"] == BOX * 1000
+            and hdr["Redshift"] == 0.0
+            and hdr["Time"] == 1.0
+            and hdr["HubbleParam"] == COSMO.h
+        )
         g, s = f["Group"], f["Subhalo"]
-        for name in ("GroupPos", "GroupMass", "GroupCM", "GroupLen", "GroupLenType", "GroupMassType", "Group_M_Crit200", "Group_R_Crit200", "GroupFirstSub", "GroupNsubs", "GroupSFR", "GroupVel"):
+        for name in (
+            "GroupPos",
+            "GroupMass",
+            "GroupCM",
+            "GroupLen",
+            "GroupLenType",
+            "GroupMassType",
+            "Group_M_Crit200",
+            "Group_R_Crit200",
+            "GroupFirstSub",
+            "GroupNsubs",
+            "GroupSFR",
+            "GroupVel",
+        ):
             assert g[name].shape[0] == n_groups, name
-        for name in ("SubhaloPos", "SubhaloCM", "SubhaloMass", "SubhaloMassType", "SubhaloGrNr", "SubhaloLen", "SubhaloVel"):
+        for name in (
+            "SubhaloPos",
+            "SubhaloCM",
+            "SubhaloMass",
+            "SubhaloMassType",
+            "SubhaloGrNr",
+            "SubhaloLen",
+            "SubhaloVel",
+        ):
             assert s[name].shape[0] == n_groups, name
         length, mass = g["GroupLen"][...], g["GroupMass"][...].astype(np.float64)
         assert np.all(np.diff(length) <= 0) and length.min() >= 2 * 20  # 20+ DM particles, as many gas cells
@@ -369,7 +417,9 @@ def test_files_have_the_camels_layout_and_units(sim):
         m200, r200 = g["Group_M_Crit200"][...].astype(np.float64), g["Group_R_Crit200"][...].astype(np.float64)
         ok = m200 > 0
         # M200c = 200 rho_c (4/3) pi R200c^3 in 1e10 Msun/h and ckpc/h
-        np.testing.assert_allclose(m200[ok] * 1e10, 200 * RHO_CRIT_H2 * 4 / 3 * np.pi * (r200[ok] / 1000) ** 3, rtol=1e-4)
+        np.testing.assert_allclose(
+            m200[ok] * 1e10, 200 * RHO_CRIT_H2 * 4 / 3 * np.pi * (r200[ok] / 1000) ** 3, rtol=1e-4
+        )
         assert np.median(m200 / mass) > 0.05
         for name in ("GroupPos", "GroupCM"):
             assert g[name][...].min() >= 0 and g[name][...].max() < BOX * 1000
@@ -393,6 +443,7 @@ def test_files_have_the_camels_layout_and_units(sim):
 def _digest(path):
     h = hashlib.sha256()
     with h5py.File(path) as f:
+
         def visit(name, obj):
             h.update(name.encode())
             for key in sorted(obj.attrs):

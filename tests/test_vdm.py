@@ -1,11 +1,13 @@
 """The VDM against its closed forms (Kingma et al. 2021) and a toy Gaussian dataset."""
+
 import math
 
 import pytest
 import torch
+from grid_data import paper
 from torch import nn
 
-from lodi_core.vdm import VDM, LinearSchedule, VDMConfig, alpha, diffuse, reverse_step, sigma, snr
+from lodi_core.models.vdm import VDM, LinearSchedule, VDMConfig, alpha, diffuse, reverse_step, sigma, snr
 
 
 def test_alpha_sigma_variance_preserving():
@@ -58,7 +60,7 @@ class GaussianPosterior(nn.Module):
 
 def test_diffusion_loss_of_the_true_noise_is_zero():
     x = torch.randn(6, 1, 4, 4, 4, dtype=torch.float64)
-    vdm = VDM(Oracle(x), VDMConfig()).double()
+    vdm = VDM(Oracle(x), paper(VDMConfig)).double()
     g = torch.Generator().manual_seed(0)
     t = vdm.sample_times(6, g, "cpu").double()
     eps = torch.randn(x.shape, generator=g, dtype=torch.float64)
@@ -73,9 +75,12 @@ def test_diffusion_loss_of_the_true_noise_is_zero():
 
 
 def test_prior_and_reconstruction_terms_closed_form():
-    vdm = VDM(Oracle(None), VDMConfig(gamma_min=-5.0, gamma_max=3.0)).double()
+    vdm = VDM(Oracle(None), paper(VDMConfig, gamma_min=-5.0, gamma_max=3.0)).double()
     x = torch.full((1, 1, 2, 2, 2), 0.7, dtype=torch.float64)
-    s1, a1 = torch.sigmoid(torch.tensor(3.0, dtype=torch.float64)), torch.sigmoid(torch.tensor(-3.0, dtype=torch.float64))
+    s1, a1 = (
+        torch.sigmoid(torch.tensor(3.0, dtype=torch.float64)),
+        torch.sigmoid(torch.tensor(-3.0, dtype=torch.float64)),
+    )
     expected_prior = 0.5 * (s1 + a1 * 0.49 - torch.log(s1) - 1)
     torch.testing.assert_close(vdm.prior_loss(x), expected_prior.expand(1).detach())
     eps0 = torch.full_like(x, 0.3)
@@ -101,7 +106,7 @@ def test_reverse_step_is_the_posterior_q_zs_given_zt_x():
 def _samples(vdm, n_boxes, seed, side=8):
     g = torch.Generator().manual_seed(seed)
     cond = torch.zeros(n_boxes, 0, side, side, side)
-    return vdm.sample(cond, lambda i: torch.randn(n_boxes, 1, side, side, side, generator=g, dtype=torch.float64))
+    return vdm.sample(cond, lambda: torch.randn(n_boxes, 1, side, side, side, generator=g, dtype=torch.float64))
 
 
 def test_sampler_with_the_optimal_denoiser_recovers_a_gaussian():
@@ -109,15 +114,15 @@ def test_sampler_with_the_optimal_denoiser_recovers_a_gaussian():
     (at T = 50 over gamma in [-13.3, 13.3] it keeps ~89 % of the standard deviation: the
     reverse kernel ignores the posterior variance of x, a known property of the sampler)."""
     mu, s = 0.8, 0.5
-    x = _samples(VDM(GaussianPosterior(mu, s), VDMConfig(timesteps=1000)).double(), 32, 0)
+    x = _samples(VDM(GaussianPosterior(mu, s), paper(VDMConfig, timesteps=1000)).double(), 32, 0)
     assert float(x.mean()) == pytest.approx(mu, abs=0.01)
     assert float(x.std()) == pytest.approx(s, rel=0.02)
-    x50 = _samples(VDM(GaussianPosterior(mu, s), VDMConfig(timesteps=50)).double(), 32, 0)
+    x50 = _samples(VDM(GaussianPosterior(mu, s), paper(VDMConfig, timesteps=50)).double(), 32, 0)
     assert 0.8 * s < float(x50.std()) < 0.95 * s
 
 
 def test_sampler_is_deterministic_for_a_seed():
-    vdm = VDM(GaussianPosterior(0.0, 1.0), VDMConfig(timesteps=10)).double()
+    vdm = VDM(GaussianPosterior(0.0, 1.0), paper(VDMConfig, timesteps=10)).double()
     a, b, c = _samples(vdm, 2, 5), _samples(vdm, 2, 5), _samples(vdm, 2, 6)
     assert torch.equal(a, b) and not torch.equal(a, c)
 
@@ -125,12 +130,15 @@ def test_sampler_is_deterministic_for_a_seed():
 def test_a_trained_model_samples_the_toy_data_mean_and_variance():
     """Train a small denoiser on x ~ N(0.5, 0.3^2) (independent voxels) with T = 250 (Ono et
     al. 2024) and sample it."""
-    from lodi_core.unet import Denoiser, DenoiserConfig
+    from lodi_core.models.unet import Denoiser, DenoiserConfig
 
     torch.manual_seed(0)
     mu, s, side = 0.5, 0.3, 8
-    net = Denoiser(DenoiserConfig(channels=(16, 16), blocks_per_level=1, embed_dim=32, cond_channels=1, attention_heads=2))
-    vdm = VDM(net, VDMConfig(timesteps=250))
+    vdm_cfg = paper(VDMConfig, timesteps=250)
+    net_cfg = paper(
+        DenoiserConfig, channels=(16, 16), blocks_per_level=1, embed_dim=32, cond_channels=1, attention_heads=2
+    )
+    vdm = VDM(Denoiser(net_cfg, vdm_cfg.gamma_min, vdm_cfg.gamma_max), vdm_cfg)
     opt = torch.optim.AdamW(vdm.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(1)
     for step in range(400):
@@ -142,6 +150,6 @@ def test_a_trained_model_samples_the_toy_data_mean_and_variance():
     with torch.no_grad():
         gs = torch.Generator().manual_seed(2)
         cond = torch.zeros(16, 1, side, side, side)
-        x = vdm.sample(cond, lambda i: torch.randn(16, 1, side, side, side, generator=gs))
+        x = vdm.sample(cond, lambda: torch.randn(16, 1, side, side, side, generator=gs))
     assert float(x.mean()) == pytest.approx(mu, abs=0.06)
     assert float(x.std()) == pytest.approx(s, rel=0.2)

@@ -1,6 +1,7 @@
 """The workflow end to end on the smallest configuration (tests/workflow_config.yaml):
 outputs, stage jobs against one in-process call, reruns after a seed change, and a killed
 stage redone without redoing earlier stages."""
+
 from __future__ import annotations
 
 import os
@@ -14,11 +15,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
-from lodi_core.generate import GenerationConfig, generate_volume, load_condition
-from lodi_core.lodi_run import BoxSampler
-
+from grid_data import tiny
 from workflow_helpers import CONFIG, REPO, dry_run, snakemake
+
+from lodi_core.generation.jobs import GenerationConfig, generate_volume, load_condition
+from lodi_core.models.lodi import BoxSampler
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,18 @@ def test_all_outputs_exist_with_units(workflow_results):
         assert float(f.attrs["box_size"]) == 10.0 and int(f.attrs["n_grid"]) == 32
         assert "code_version" in f.attrs and "source_files" in f.attrs
         assert np.all(f["tb"][...] >= 0) and f["tb"][...].mean() > 0
-    for name in ("grids_CV_0", "grids_CV_1", "halogen_loss", "lodi_loss", "fig5_methods_CV_1", "fig6_overlap_pair", "fig7_stages", "fig10_power_CV_1", "fig11_residuals", "posterior_CV_1"):
+    for name in (
+        "grids_CV_0",
+        "grids_CV_1",
+        "halogen_loss",
+        "lodi_loss",
+        "fig5_methods_CV_1",
+        "fig6_overlap_pair",
+        "fig7_stages",
+        "fig10_power_CV_1",
+        "fig11_residuals",
+        "posterior_CV_1",
+    ):
         assert (r / f"figures/{name}.pdf").stat().st_size > 0 and (r / f"figures/{name}.png").stat().st_size > 0
     assert (r / "halogen/eval/CV_1_summary.csv").read_text().count("\n") == 5
     for method in ("latent_overlap", "tiling", "averaging", "halo_model", "halo_model_true", "ldl"):
@@ -42,7 +54,14 @@ def test_all_outputs_exist_with_units(workflow_results):
     metrics = (r / "metrics.csv").read_text().splitlines()
     # one row per LODI method and seed, one per (deterministic) baseline
     assert len(metrics) == 1 + 3 + 3 and metrics[0].startswith("simulation,seed,method")
-    assert {line.split(",")[2] for line in metrics[1:]} == {"latent_overlap", "tiling", "averaging", "halo_model", "halo_model_true", "ldl"}
+    assert {line.split(",")[2] for line in metrics[1:]} == {
+        "latent_overlap",
+        "tiling",
+        "averaging",
+        "halo_model",
+        "halo_model_true",
+        "ldl",
+    }
     for name in ("baselines_CV_1", "ldl_loss", "rk_CV_1"):
         assert (r / f"figures/{name}.pdf").stat().st_size > 0
     # temporary stage files are cleaned up, logs and benchmarks are kept
@@ -55,7 +74,7 @@ def test_stage_jobs_give_exactly_the_in_process_volume(workflow_results):
     r = workflow_results
     sampler = BoxSampler.load(r / "lodi/model.pt", "cpu")
     cond, _ = load_condition(sampler, r / "halogen/predicted/CV_1.h5")
-    state = generate_volume(sampler, cond, 0, "CV_1", GenerationConfig(overlap=2, shards=2, batch_size=16))
+    state = generate_volume(sampler, cond, 0, "CV_1", tiny(GenerationConfig, overlap=2, shards=2, batch_size=16))
     with h5py.File(r / "generated/CV_1/latent_overlap_seed0.h5") as f:
         staged = torch.from_numpy(f["tb"][...])
     assert torch.equal(sampler.to_tb(state.x0).float(), staged)
@@ -66,7 +85,16 @@ def test_a_seed_change_reruns_only_generation_and_figures(workflow_results, tmp_
     seeds.write_text("seeds: [0, 3]\n")
     jobs, _ = dry_run(workflow_results, "all", configfiles=(seeds,))
     assert jobs, "adding a seed must schedule work"
-    upstream = {"synthetic_simulation", "grids", "train_halogen", "train_lodi", "predict_halos", "evaluate_halogen", "plot_grids", "plot_training"}
+    upstream = {
+        "synthetic_simulation",
+        "grids",
+        "train_halogen",
+        "train_lodi",
+        "predict_halos",
+        "evaluate_halogen",
+        "plot_grids",
+        "plot_training",
+    }
     assert not (set(jobs) & upstream), jobs
     assert jobs.get("generate_stage") == 16 and jobs.get("assemble_latent_overlap") == 1
     assert {"fig10_power", "fig11_residuals", "metrics"} <= set(jobs)
@@ -87,8 +115,25 @@ def test_a_killed_stage_is_redone_and_earlier_stages_are_not(workflow_results):
     # start the rest and kill everything as soon as a stage-5 job runs
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", target, "--notemp", "--cores", "2", "--configfile", str(CONFIG), "--config", f"results={r}"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            target,
+            "--notemp",
+            "--cores",
+            "2",
+            "--configfile",
+            str(CONFIG),
+            "--config",
+            f"results={r}",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env=env,
     )
     log5 = r / f"logs/generate/CV_1_seed{seed}_stage5_shard0.log"
     deadline = time.time() + 120
@@ -107,7 +152,7 @@ def test_a_killed_stage_is_redone_and_earlier_stages_are_not(workflow_results):
     assert out.returncode == 0, out.stderr[-2000:]
     sampler = BoxSampler.load(r / "lodi/model.pt", "cpu")
     cond, _ = load_condition(sampler, r / "halogen/predicted/CV_1.h5")
-    state = generate_volume(sampler, cond, seed, "CV_1", GenerationConfig(overlap=2, shards=2, batch_size=16))
+    state = generate_volume(sampler, cond, seed, "CV_1", tiny(GenerationConfig, overlap=2, shards=2, batch_size=16))
     with h5py.File(target) as f:
         assert torch.equal(sampler.to_tb(state.x0).float(), torch.from_numpy(f["tb"][...]))
 
@@ -123,14 +168,40 @@ def test_bring_your_own_dark_matter_with_the_cli(workflow_results, tmp_path):
     r = workflow_results
     snapshot = next((r / "synthetic_camels").rglob("IllustrisTNG_DM/*/CV/CV_1/snapshot_090.hdf5"))
     out = tmp_path / "my_tb.h5"
-    cmd = [sys.executable, "-m", "lodi_core", "generate", "--dm-snapshot", str(snapshot), "--halogen", str(r / "halogen/model.pt"),
-           "--lodi", str(r / "lodi/model.pt"), "--out", str(out), "--seed", "2", "--overlap", "2", "--stride", "8", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lodi_core",
+        "generate",
+        "--dm-snapshot",
+        str(snapshot),
+        "--halogen",
+        str(r / "halogen/model.pt"),
+        "--lodi",
+        str(r / "lodi/model.pt"),
+        "--out",
+        str(out),
+        "--seed",
+        "2",
+        "--overlap",
+        "2",
+        "--stride",
+        "8",
+        "--device",
+        "cpu",
+    ]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert res.returncode == 0, res.stderr[-3000:]
     with h5py.File(out) as f:
         assert f["tb"].shape == (32, 32, 32) and np.isfinite(f["tb"][...]).all()
         assert f.attrs["method"] == "latent_overlap" and f.attrs["seed"] == 2
-    bad = subprocess.run(cmd[:5] + [str(tmp_path / "none.hdf5")] + cmd[6:], cwd=REPO, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    bad = subprocess.run(
+        cmd[:5] + [str(tmp_path / "none.hdf5")] + cmd[6:],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
     assert bad.returncode == 1 and "missing snapshot" in bad.stderr
 
 

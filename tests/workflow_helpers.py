@@ -1,4 +1,5 @@
 """Running the workflow from tests."""
+
 from __future__ import annotations
 
 import re
@@ -15,7 +16,18 @@ def snakemake(results, *args, cores: int = 2, configfiles: tuple = (), env=None,
     outputs under ``results``."""
     files = [str(CONFIG), *map(str, configfiles)]
     # targets and options first: --configfile and --config take every word after them
-    cmd = [sys.executable, "-m", "snakemake", *args, "--cores", str(cores), "--configfile", *files, "--config", f"results={results}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        *args,
+        "--cores",
+        str(cores),
+        "--configfile",
+        *files,
+        "--config",
+        f"results={results}",
+    ]
     if dry_run:
         cmd.insert(3, "-n")
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)

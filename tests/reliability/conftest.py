@@ -1,4 +1,5 @@
 """Fixtures of the reliability tests."""
+
 import sys
 from pathlib import Path
 

@@ -1,5 +1,6 @@
 """Bad input gives an error that names the file or key and what was expected, and leaves
 no output behind."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from camels_layout import BOX, write_groups, write_snapshot
-from lodi_core.grids import GridSpec, make_grids
+from grid_data import tiny
+
+from lodi_core.data.grids import GridSpec, make_grids
 from lodi_core.io import InputError, load_checkpoint, read_grids, save_checkpoint, write_grids
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,13 +106,31 @@ def test_checkpoint_of_another_kind_or_corrupt(tmp_path):
 
 
 def test_resuming_a_checkpoint_of_another_architecture(grid_file, tmp_path):
-    from lodi_core.halogen import HalogenConfig, LossConfig
-    from lodi_core.halogen_run import HalogenTrainConfig, train_halogen
+    from lodi_core.models.halogen import HalogenConfig, LossConfig
+    from lodi_core.training.halogen import HalogenTrainConfig, train_halogen
 
-    cfg = HalogenTrainConfig(window=16, train_stride=16, batch_size=4, epochs=1, bf16=False)
-    train_halogen([grid_file], HalogenConfig(channels=(4, 8, 8), bottleneck_channels=8), cfg, LossConfig(), tmp_path / "c.pt", tmp_path / "h.csv", torch.device("cpu"), progress=False)
+    cfg = tiny(HalogenTrainConfig, window=16, train_stride=16, batch_size=4, epochs=1, bf16=False)
+    train_halogen(
+        [grid_file],
+        tiny(HalogenConfig, channels=(4, 8, 8), bottleneck_channels=8),
+        cfg,
+        tiny(LossConfig),
+        tmp_path / "c.pt",
+        tmp_path / "h.csv",
+        torch.device("cpu"),
+        progress=False,
+    )
     with pytest.raises(InputError, match=r"c.pt: checkpoint was made with another setup \(network"):
-        train_halogen([grid_file], HalogenConfig(channels=(8, 8, 8), bottleneck_channels=8), cfg, LossConfig(), tmp_path / "c.pt", tmp_path / "h.csv", torch.device("cpu"), progress=False)
+        train_halogen(
+            [grid_file],
+            tiny(HalogenConfig, channels=(8, 8, 8), bottleneck_channels=8),
+            cfg,
+            tiny(LossConfig),
+            tmp_path / "c.pt",
+            tmp_path / "h.csv",
+            torch.device("cpu"),
+            progress=False,
+        )
 
 
 def _dry_run_with(tmp_path, edit) -> str:
@@ -118,8 +138,12 @@ def _dry_run_with(tmp_path, edit) -> str:
     edit(config)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", str(path), "--config", f"results={tmp_path}/results"],
-                         cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(path), "--config", f"results={tmp_path}/results"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0
     assert not (tmp_path / "results").exists()
     return out.stdout + out.stderr
@@ -145,7 +169,7 @@ def test_config_with_impossible_values(tmp_path):
 
 
 def test_a_grid_the_box_grid_cannot_cover():
-    from lodi_core.overlap import box_origins
+    from lodi_core.data.boxes import box_origins
 
     with pytest.raises(ValueError, match="cannot be covered by boxes of 32 with overlap 4"):
         box_origins(62, 32, 4)

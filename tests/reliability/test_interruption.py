@@ -1,5 +1,6 @@
 """Interrupted work resumes to the uninterrupted result; SIGTERM/SIGUSR1 checkpoint first;
 writers killed midway leave nothing under the final name; non-finite values are refused."""
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from lodi_core.io import load_checkpoint
-from lodi_core.training import LoopSpec, NonFiniteLoss, train
+from lodi_core.training.loop import LoopSpec, NonFiniteLoss, train
 
 JOB = Path(__file__).with_name("train_job.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +23,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def start(grid, ckpt, out):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, str(JOB), str(grid), str(ckpt), str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(JOB), str(grid), str(ckpt), str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def wait_for(path, proc, timeout=120):
@@ -106,7 +113,9 @@ def test_a_writer_killed_midway_leaves_no_file_under_the_final_name(tmp_path):
         "print('writing', flush=True)\n"
         f"write_hdf5({str(final)!r}, data)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "writing"
     deadline = time.time() + 30
     while not list(tmp_path.glob(".big.h5.*")) and time.time() < deadline:
@@ -117,8 +126,8 @@ def test_a_writer_killed_midway_leaves_no_file_under_the_final_name(tmp_path):
 
 
 def test_non_finite_volumes_are_not_written(lodi_model, tmp_path):
-    from lodi_core.generate import write_volume
-    from lodi_core.lodi_run import BoxSampler
+    from lodi_core.generation.jobs import write_volume
+    from lodi_core.models.lodi import BoxSampler
 
     sampler = BoxSampler.load(lodi_model[0], "cpu", bf16=False)
     x0 = torch.zeros((8, 8, 8))

@@ -1,4 +1,4 @@
-# Baselines beside LODI (lodi_core.baselines): the halo model painted on HALOgen's halos and on
+# Baselines beside LODI (lodi_core.models.halo_model, lodi_core.models.ldl): the halo model painted on HALOgen's halos and on
 # the true halos, and Lagrangian Deep Learning (LDL) on the DM-only particles. Both are fitted
 # on simulations.lodi_train and written for the test simulations as generated volumes, so the
 # metrics table and the r(k), P(k) and PDF figures treat them as more methods. They are
@@ -15,15 +15,12 @@ BASELINE_SEED = config["seeds"][0]
 # the particles LDL moves: those HALOgen's rho_DM comes from (the DM-only run by default)
 LDL_SNAPSHOT = "dm_only" if config["data"]["dm_source"] == "dm_only" else "hydro"
 # test simulation -> its baseline volumes (read by the metrics and figure rules)
-BASELINE_VOLUMES = {
-    sim: expand(f"{RESULTS}/generated/{sim}/{{method}}_seed{BASELINE_SEED}.h5", method=BASELINE_METHODS)
-    for sim in BASELINE_TEST
-}
+BASELINE_VOLUMES = {sim: [volume_file(sim, m, BASELINE_SEED) for m in BASELINE_METHODS] for sim in BASELINE_TEST}
 # what `all` builds from this file (the Snakefile's all_targets() adds it)
 BASELINE_TARGETS = (
     [v for sim in BASELINE_TEST for v in BASELINE_VOLUMES[sim]]
-    + (expand(f"{RESULTS}/figures/baselines_{{sim}}.pdf", sim=BASELINE_TEST) if BASELINE_METHODS else [])
-    + ([f"{RESULTS}/figures/ldl_loss.pdf"] if "ldl" in BASELINE_METHODS else [])
+    + (expand(figure_file("baselines_{sim}"), sim=BASELINE_TEST) if BASELINE_METHODS else [])
+    + ([figure_file("ldl_loss")] if "ldl" in BASELINE_METHODS else [])
 )
 
 
@@ -37,17 +34,17 @@ rule fit_halo_model:
     """Halo model: the HI-to-halo-mass ratio of each channel (non-negative least squares of
     T_b on the smoothed halo channels of the training simulations), as JSON with units."""
     input:
-        grids=expand(f"{RESULTS}/grids/{{sim}}.h5", sim=BASELINE_TRAIN),
+        grids=grid_files(BASELINE_TRAIN),
     output:
         f"{BASELINE_DIR}/halo_model.json",
-    params:
-        expect=grid_expectation(),
     log:
-        f"{RESULTS}/logs/baselines/fit_halo_model.log",
-    resources:
-        **cluster_resources(gpu=False),
+        log_file("baselines/fit_halo_model"),
     conda:
         "../../envs/lodi.yaml"
+    resources:
+        **cluster_resources(gpu=False),
+    params:
+        expect=grid_expectation(),
     script:
         "../scripts/baseline_fit_halo_model.py"
 
@@ -57,19 +54,19 @@ rule halo_model_volume:
     halos (halo_model_true), written as a generated volume."""
     input:
         model=f"{BASELINE_DIR}/halo_model.json",
-        halos=lambda w: f"{RESULTS}/halogen/predicted/{w.sim}.h5" if w.baseline == "halo_model" else f"{RESULTS}/grids/{w.sim}.h5",
+        halos=lambda w: predicted_halos_file(w.sim) if w.baseline == "halo_model" else grid_file(w.sim),
     output:
-        f"{RESULTS}/generated/{{sim}}/{{baseline}}_seed{{seed}}.h5",
+        volume_file(method="{baseline}"),
+    log:
+        log_file("baselines/{sim}_{baseline}_seed{seed}"),
     wildcard_constraints:
         sim=name_regex(BASELINE_TEST),
         baseline="halo_model|halo_model_true",
         seed=r"\d+",
-    log:
-        f"{RESULTS}/logs/baselines/{{sim}}_{{baseline}}_seed{{seed}}.log",
-    resources:
-        **cluster_resources(gpu=False),
     conda:
         "../../envs/lodi.yaml"
+    resources:
+        **cluster_resources(gpu=False),
     script:
         "../scripts/baseline_halo_model.py"
 
@@ -79,23 +76,23 @@ rule train_ldl:
     simulations' particles against their T_b grids (CPU); resumes from its checkpoint."""
     input:
         snapshots=[simulation_files(sim)[LDL_SNAPSHOT] for sim in BASELINE_TRAIN],
-        grids=expand(f"{RESULTS}/grids/{{sim}}.h5", sim=BASELINE_TRAIN),
+        grids=grid_files(BASELINE_TRAIN),
     output:
         model=f"{BASELINE_DIR}/ldl/model.pt",
         history=f"{BASELINE_DIR}/ldl/history.csv",
+    log:
+        log_file("baselines/train_ldl"),
+    benchmark:
+        rule_benchmark("train_ldl")
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=False),
     params:
         ldl=config["baselines"]["ldl"],
         checkpoint=f"{BASELINE_DIR}/ldl/checkpoint.pt",
         expect=grid_expectation(),
-    log:
-        f"{RESULTS}/logs/baselines/train_ldl.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/rules/train_ldl.tsv"
-    threads: 4
-    resources:
-        **cluster_resources(gpu=False),
-    conda:
-        "../../envs/lodi.yaml"
     script:
         "../scripts/baseline_train_ldl.py"
 
@@ -105,19 +102,19 @@ rule ldl_volume:
     input:
         model=f"{BASELINE_DIR}/ldl/model.pt",
         snapshot=lambda w: simulation_files(w.sim)[LDL_SNAPSHOT],
-        grid=f"{RESULTS}/grids/{{sim}}.h5",
+        grid=grid_file(),
     output:
-        f"{RESULTS}/generated/{{sim}}/ldl_seed{{seed}}.h5",
+        volume_file(method="ldl"),
+    log:
+        log_file("baselines/{sim}_ldl_seed{seed}"),
     wildcard_constraints:
         sim=name_regex(BASELINE_TEST),
         seed=r"\d+",
-    log:
-        f"{RESULTS}/logs/baselines/{{sim}}_ldl_seed{{seed}}.log",
+    conda:
+        "../../envs/lodi.yaml"
     threads: 4
     resources:
         **cluster_resources(gpu=False),
-    conda:
-        "../../envs/lodi.yaml"
     script:
         "../scripts/baseline_ldl.py"
 
@@ -127,14 +124,14 @@ rule plot_ldl_training:
     input:
         f"{BASELINE_DIR}/ldl/history.csv",
     output:
-        pdf=report(f"{RESULTS}/figures/ldl_loss.pdf", caption="../report/baseline_ldl_loss.rst", category="Training"),
-        png=f"{RESULTS}/figures/ldl_loss.png",
+        pdf=report(figure_file("ldl_loss"), caption="../report/baseline_ldl_loss.rst", category="Training"),
+        png=figure_file("ldl_loss", "png"),
     log:
-        f"{RESULTS}/logs/figures/ldl_loss.log",
-    resources:
-        **cluster_resources(gpu=False),
+        log_file("figures/ldl_loss"),
     conda:
         "../../envs/lodi.yaml"
+    resources:
+        **cluster_resources(gpu=False),
     script:
         "../scripts/baseline_plot_training.py"
 
@@ -142,20 +139,26 @@ rule plot_ldl_training:
 rule baselines_figure:
     """Maps and P(k) of the target, latent overlap (first seed) and each baseline."""
     input:
-        grid=f"{RESULTS}/grids/{{sim}}.h5",
-        volumes=lambda w: generated_volumes(methods=["latent_overlap"], sims=[w.sim], seeds=[BASELINE_SEED]) + BASELINE_VOLUMES[w.sim],
+        grid=grid_file(),
+        volumes=lambda w: generated_volumes(methods=["latent_overlap"], sims=[w.sim], seeds=[BASELINE_SEED])
+        + BASELINE_VOLUMES[w.sim],
     output:
-        pdf=report(f"{RESULTS}/figures/baselines_{{sim}}.pdf", caption="../report/baseline_figure.rst", category="Validation", subcategory="{sim}"),
-        png=f"{RESULTS}/figures/baselines_{{sim}}.png",
+        pdf=report(
+            figure_file("baselines_{sim}"),
+            caption="../report/baseline_figure.rst",
+            category="Validation",
+            subcategory="{sim}",
+        ),
+        png=figure_file("baselines_{sim}", "png"),
+    log:
+        log_file("figures/baselines_{sim}"),
     wildcard_constraints:
         sim=name_regex(BASELINE_TEST),
-    params:
-        title=lambda w: f"{w.sim} ({config['run_name']})",
-    log:
-        f"{RESULTS}/logs/figures/baselines_{{sim}}.log",
-    resources:
-        **cluster_resources(gpu=False),
     conda:
         "../../envs/lodi.yaml"
+    resources:
+        **cluster_resources(gpu=False),
+    params:
+        title=lambda w: f"{w.sim} ({config['run_name']})",
     script:
         "../scripts/baseline_figure.py"

@@ -8,14 +8,68 @@ from pathlib import Path
 _ROOT = str(Path(workflow.basedir))
 sys.path.insert(0, _ROOT)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p))
-from lodi_core.camels import Layout
+from lodi_core.data.camels import Layout
 
 RESULTS = config.get("results", "results")
 
 
+# ----------------------------------------------------------------------------- paths
+# Every file the rules share is named here once; arguments default to the wildcard, so
+# grid_file() is the pattern "results/grids/{sim}.h5" and grid_file("CV_2") one file.
+HALOGEN_MODEL = f"{RESULTS}/halogen/model.pt"
+LODI_MODEL = f"{RESULTS}/lodi/model.pt"
+
+
+def grid_file(sim="{sim}"):
+    """The grids of one simulation (dm, halos, tb)."""
+    return f"{RESULTS}/grids/{sim}.h5"
+
+
+def grid_files(sims):
+    return [grid_file(sim) for sim in sims]
+
+
+def predicted_halos_file(sim="{sim}"):
+    """HALOgen's halo channels of one simulation."""
+    return f"{RESULTS}/halogen/predicted/{sim}.h5"
+
+
+def halogen_eval_file(table, sim="{sim}"):
+    """HALOgen's evaluation tables (summary, pdf, pk) of one test simulation."""
+    return f"{RESULTS}/halogen/eval/{sim}_{table}.csv"
+
+
+def volume_file(sim="{sim}", method="{method}", seed="{seed}"):
+    """A generated T_b volume (LODI's methods and the baselines alike)."""
+    return f"{RESULTS}/generated/{sim}/{method}_seed{seed}.h5"
+
+
+def state_file(sim="{sim}", seed="{seed}", stage="{stage}"):
+    """The partial latent-overlap volume after one stage."""
+    return f"{RESULTS}/generated/{sim}/seed{seed}/state_stage{stage}.h5"
+
+
+def shard_file(sim="{sim}", seed="{seed}", stage="{stage}", shard="{shard}"):
+    """The boxes of one shard of one stage."""
+    return f"{RESULTS}/generated/{sim}/seed{seed}/stage{stage}_shard{shard}.h5"
+
+
+def figure_file(name, ext="pdf"):
+    return f"{RESULTS}/figures/{name}.{ext}"
+
+
+def log_file(name):
+    return f"{RESULTS}/logs/{name}.log"
+
+
+def rule_benchmark(name):
+    """Snakemake's per-rule timing table."""
+    return f"{RESULTS}/benchmarks/rules/{name}.tsv"
+
+
 def check_config():
     """Constraints between keys that the schema cannot express; each error names the keys."""
-    from lodi_core.overlap import box_origins
+    from lodi_core.data.boxes import box_origins
 
     n = config["data"]["n_grid"]
     problems = []
@@ -25,7 +79,9 @@ def check_config():
     if window > n:
         problems.append(f"halogen.train.window ({window}) is larger than data.n_grid ({n})")
     if window % down:
-        problems.append(f"halogen.train.window ({window}) must be a multiple of 2^len(halogen.network.channels) = {down}")
+        problems.append(
+            f"halogen.train.window ({window}) must be a multiple of 2^len(halogen.network.channels) = {down}"
+        )
     groups = halo["network"]["out_channels"]
     for key in ("channels", "bottleneck_channels"):
         widths = halo["network"][key] if key == "channels" else [halo["network"][key]]
@@ -33,16 +89,22 @@ def check_config():
             problems.append(f"halogen.network.{key} must be multiples of halogen.network.out_channels ({groups})")
     n_channels = len(config["data"]["halo_mass_edges"])
     if groups != n_channels:
-        problems.append(f"halogen.network.out_channels ({groups}) must equal the number of data.halo_mass_edges ({n_channels})")
+        problems.append(
+            f"halogen.network.out_channels ({groups}) must equal the number of data.halo_mass_edges ({n_channels})"
+        )
     if len(halo["loss"]["beta"]) != groups:
-        problems.append(f"halogen.loss.beta has {len(halo['loss']['beta'])} entries, one per halo channel ({groups}) expected")
+        problems.append(
+            f"halogen.loss.beta has {len(halo['loss']['beta'])} entries, one per halo channel ({groups}) expected"
+        )
     lodi = config["lodi"]
     box = lodi["train"]["box"]
     ldown = 2 ** (len(lodi["network"]["channels"]) - 1)
     if box % ldown:
         problems.append(f"lodi.train.box ({box}) must be a multiple of 2^(len(lodi.network.channels) - 1) = {ldown}")
     if lodi["network"]["cond_channels"] != n_channels:
-        problems.append(f"lodi.network.cond_channels ({lodi['network']['cond_channels']}) must equal the number of halo channels ({n_channels})")
+        problems.append(
+            f"lodi.network.cond_channels ({lodi['network']['cond_channels']}) must equal the number of halo channels ({n_channels})"
+        )
     for key in ("high_mass_channels", "low_mass_channels"):
         if any(c > n_channels for c in lodi["train"][key]):
             problems.append(f"lodi.train.{key} names a channel above {n_channels}")
@@ -55,6 +117,10 @@ def check_config():
 
 
 check_config()
+TEST_SIMS = list(config["simulations"]["test"])
+# figures that show one realisation use the first seed; Figs. 6 and 7 the first test simulation
+FIRST_SIM = TEST_SIMS[0]
+FIRST_SEED = config["seeds"][0]
 SYNTHETIC_ROOT = f"{RESULTS}/synthetic_camels"
 
 
@@ -148,12 +214,16 @@ def generation_simulations():
     return list(dict.fromkeys(config["simulations"]["test"] + list(external_simulations())))
 
 
-def halo_source(w):
+def halo_source_file(sim):
     """Halo channels LODI is conditioned on: HALOgen's prediction (the paper's pipeline) or,
     for test simulations with generation.condition_on = true_halos, the simulation's own."""
-    if config["generation"]["condition_on"] == "true_halos" and w.sim not in external_simulations():
-        return f"{RESULTS}/grids/{w.sim}.h5"
-    return f"{RESULTS}/halogen/predicted/{w.sim}.h5"
+    if config["generation"]["condition_on"] == "true_halos" and sim not in external_simulations():
+        return grid_file(sim)
+    return predicted_halos_file(sim)
+
+
+def halo_source(w):
+    return halo_source_file(w.sim)
 
 
 def generation_n_grid(w):
@@ -165,7 +235,7 @@ def generation_n_grid(w):
 
 def external_n_grid(sim):
     """Same cell size as the training grids: n = L / (L_train / n_train), read from the header."""
-    from lodi_core.camels import read_box_size
+    from lodi_core.data.camels import read_box_size
 
     cell = float(config["data"]["box_size"]) / int(config["data"]["n_grid"])
     box = read_box_size(external_simulations()[sim])
@@ -179,38 +249,36 @@ def external_n_grid(sim):
 
 def stage_inputs(w):
     """A stage job needs the LODI model, the halo channels and (after stage 1) the state."""
-    inputs = {"model": f"{RESULTS}/lodi/model.pt", "halos": halo_source(w)}
+    inputs = {"model": LODI_MODEL, "halos": halo_source(w)}
     if int(w.stage) > 1:
-        inputs["state"] = f"{GEN}/{w.sim}/seed{w.seed}/state_stage{int(w.stage) - 1}.h5"
+        inputs["state"] = state_file(w.sim, w.seed, int(w.stage) - 1)
     return inputs
 
 
 def merge_inputs(w):
-    inputs = {
-        "shards": expand(
-            f"{GEN}/{w.sim}/seed{w.seed}/stage{w.stage}_shard{{shard}}.h5",
-            shard=range(config["generation"]["shards"]),
-        )
-    }
+    inputs = {"shards": [shard_file(w.sim, w.seed, w.stage, shard) for shard in range(config["generation"]["shards"])]}
     if int(w.stage) > 1:
-        inputs["state"] = f"{GEN}/{w.sim}/seed{w.seed}/state_stage{int(w.stage) - 1}.h5"
+        inputs["state"] = state_file(w.sim, w.seed, int(w.stage) - 1)
     return inputs
 
 
 def generated_volumes(methods=None, sims=None, seeds=None):
     methods = methods or config["generation"]["methods"]
-    return expand(
-        f"{RESULTS}/generated/{{sim}}/{{method}}_seed{{seed}}.h5",
-        sim=sims or generation_simulations(),
-        method=methods,
-        seed=seeds or config["seeds"],
-    )
+    return expand(volume_file(), sim=sims or generation_simulations(), method=methods, seed=seeds or config["seeds"])
+
+
+def generation_params():
+    """The generation settings a stage, assembly or baseline job depends on (its params): not
+    the method list, the snapshots to bring or the halo source, which change no box."""
+    from lodi_core.generation.jobs import GenerationConfig
+
+    return GenerationConfig.from_config(config).to_dict()
 
 
 def all_targets():
-    targets = expand(f"{RESULTS}/figures/grids_{{sim}}.pdf", sim=simulations())
-    targets += expand(f"{RESULTS}/figures/{{model}}_loss.pdf", model=["halogen", "lodi"])
-    targets += expand(f"{RESULTS}/halogen/eval/{{sim}}_summary.csv", sim=config["simulations"]["test"])
+    targets = expand(figure_file("grids_{sim}"), sim=simulations())
+    targets += expand(figure_file("{model}_loss"), model=["halogen", "lodi"])
+    targets += expand(halogen_eval_file("summary"), sim=config["simulations"]["test"])
     targets += generated_volumes()
     targets += FIGURE_TARGETS  # figures.smk: the paper's figures and metrics.csv
     targets += BASELINE_TARGETS  # baselines.smk: halo model and LDL volumes and figures

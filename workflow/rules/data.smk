@@ -13,6 +13,18 @@ rule synthetic_simulation:
         hydro=f"{SYNTHETIC_ROOT}/Sims/{{suite}}/{{volume}}/{{set}}/{{sim}}/snapshot_{{snap}}.hdf5",
         groups=f"{SYNTHETIC_ROOT}/FOF_Subfind/{{suite}}/{{volume}}/{{set}}/{{sim}}/groups_{{snap}}.hdf5",
         dm_only=f"{SYNTHETIC_ROOT}/Sims/{{suite}}_DM/{{volume}}/{{set}}/{{sim}}/snapshot_{{snap}}.hdf5",
+    log:
+        log_file("synthetic/{suite}_{volume}_{set}_{sim}_{snap}"),
+    benchmark:
+        rule_benchmark("synthetic_{suite}_{volume}_{set}_{sim}_{snap}")
+    wildcard_constraints:
+        suite="[A-Za-z]+",
+        snap=r"\d{3}",
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=False),
     params:
         seed=lambda w: synthetic_seed(w.sim),
         synthetic=config["synthetic"],
@@ -20,18 +32,6 @@ rule synthetic_simulation:
         redshift=config["data"]["redshift"],
         cosmology=config["cosmology"],
         device=config["device"],
-    wildcard_constraints:
-        suite="[A-Za-z]+",
-        snap=r"\d{3}",
-    log:
-        f"{RESULTS}/logs/synthetic/{{suite}}_{{volume}}_{{set}}_{{sim}}_{{snap}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/rules/synthetic_{{suite}}_{{volume}}_{{set}}_{{sim}}_{{snap}}.tsv"
-    threads: 4
-    resources:
-        **cluster_resources(gpu=False),
-    conda:
-        "../../envs/lodi.yaml"
     script:
         "../scripts/synthetic_simulation.py"
 
@@ -43,18 +43,18 @@ rule download_camels:
         hydro=f"{config['data']['camels']['root']}/Sims/{{suite}}/{{volume}}/{{set}}/{{sim}}/snapshot_{{snap}}.hdf5",
         groups=f"{config['data']['camels']['root']}/FOF_Subfind/{{suite}}/{{volume}}/{{set}}/{{sim}}/groups_{{snap}}.hdf5",
         dm_only=f"{config['data']['camels']['root']}/Sims/{{suite}}_DM/{{volume}}/{{set}}/{{sim}}/snapshot_{{snap}}.hdf5",
-    params:
-        files=lambda w, output: camels_downloads(output),
+    log:
+        log_file("download/{suite}_{volume}_{set}_{sim}_{snap}"),
     wildcard_constraints:
         suite="[A-Za-z]+",
         snap=r"\d{3}",
-    log:
-        f"{RESULTS}/logs/download/{{suite}}_{{volume}}_{{set}}_{{sim}}_{{snap}}.log",
     retries: 2
-    resources:
-        **cluster_resources(gpu=False),
     conda:
         "../../envs/lodi.yaml"
+    resources:
+        **cluster_resources(gpu=False),
+    params:
+        files=lambda w, output: camels_downloads(output),
     script:
         "../scripts/download_camels.py"
 
@@ -65,22 +65,22 @@ rule grids:
     input:
         unpack(lambda w: simulation_files(w.sim)),
     output:
-        f"{RESULTS}/grids/{{sim}}.h5",
+        grid_file(),
+    log:
+        log_file("grids/{sim}"),
+    benchmark:
+        rule_benchmark("grids_{sim}")
     wildcard_constraints:
         sim=name_regex(simulations()),
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=False),
     params:
         data=config["data"],
         cosmology=config["cosmology"],
         device=config["device"],
-    log:
-        f"{RESULTS}/logs/grids/{{sim}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/rules/grids_{{sim}}.tsv"
-    threads: 4
-    resources:
-        **cluster_resources(gpu=False),
-    conda:
-        "../../envs/lodi.yaml"
     script:
         "../scripts/grids.py"
 
@@ -91,21 +91,21 @@ rule dm_grid:
     input:
         lambda w: external_simulations()[w.sim],
     output:
-        f"{RESULTS}/grids/{{sim}}.h5",
+        grid_file(),
+    log:
+        log_file("grids/{sim}"),
     wildcard_constraints:
         sim=name_regex(list(external_simulations())),
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=False),
     params:
         data=config["data"],
         cosmology=config["cosmology"],
         n_grid=lambda w: external_n_grid(w.sim),
         device=config["device"],
-    log:
-        f"{RESULTS}/logs/grids/{{sim}}.log",
-    threads: 4
-    resources:
-        **cluster_resources(gpu=False),
-    conda:
-        "../../envs/lodi.yaml"
     script:
         "../scripts/dm_grid.py"
 
@@ -113,20 +113,20 @@ rule dm_grid:
 rule plot_grids:
     """Slices of dm, the halo channels and T_b with their power spectra."""
     input:
-        f"{RESULTS}/grids/{{sim}}.h5",
+        grid_file(),
     output:
         pdf=report(
-            f"{RESULTS}/figures/grids_{{sim}}.pdf",
+            figure_file("grids_{sim}"),
             caption="../report/grids.rst",
             category="Data",
             subcategory="{sim}",
         ),
-        png=f"{RESULTS}/figures/grids_{{sim}}.png",
+        png=figure_file("grids_{sim}", "png"),
     log:
-        f"{RESULTS}/logs/figures/grids_{{sim}}.log",
-    resources:
-        **cluster_resources(gpu=False),
+        log_file("figures/grids_{sim}"),
     conda:
         "../../envs/lodi.yaml"
+    resources:
+        **cluster_resources(gpu=False),
     script:
         "../scripts/plot_grids.py"

@@ -1,5 +1,4 @@
 # Latent-overlap generation: stage by stage, each stage split into parallel shard jobs.
-GEN = f"{RESULTS}/generated"
 
 
 wildcard_constraints:
@@ -22,20 +21,20 @@ rule generate_stage:
     input:
         unpack(stage_inputs),
     output:
-        temp(f"{GEN}/{{sim}}/seed{{seed}}/stage{{stage}}_shard{{shard}}.h5"),
-    params:
-        generation=config["generation"],
-        device=config["device"],
+        temp(shard_file()),
     log:
-        f"{RESULTS}/logs/generate/{{sim}}_seed{{seed}}_stage{{stage}}_shard{{shard}}.log",
+        log_file("generate/{sim}_seed{seed}_stage{stage}_shard{shard}"),
     benchmark:
-        f"{RESULTS}/benchmarks/rules/generate_{{sim}}_seed{{seed}}_stage{{stage}}_shard{{shard}}.tsv"
-    threads: 4
+        rule_benchmark("generate_{sim}_seed{seed}_stage{stage}_shard{shard}")
     retries: 2
-    resources:
-        **cluster_resources(gpu=True),
     conda:
         "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=True),
+    params:
+        generation=generation_params(),
+        device=config["device"],
     script:
         "../scripts/generate_stage.py"
 
@@ -45,16 +44,16 @@ rule merge_stage:
     input:
         unpack(merge_inputs),
     output:
-        temp(f"{GEN}/{{sim}}/seed{{seed}}/state_stage{{stage}}.h5"),
+        temp(state_file()),
+    log:
+        log_file("generate/{sim}_seed{seed}_merge{stage}"),
+    conda:
+        "../../envs/lodi.yaml"
+    resources:
+        **cluster_resources(gpu=False),
     params:
         n_grid=generation_n_grid,
         box=config["lodi"]["train"]["box"],
-    log:
-        f"{RESULTS}/logs/generate/{{sim}}_seed{{seed}}_merge{{stage}}.log",
-    resources:
-        **cluster_resources(gpu=False),
-    conda:
-        "../../envs/lodi.yaml"
     script:
         "../scripts/merge_stage.py"
 
@@ -62,20 +61,20 @@ rule merge_stage:
 rule assemble_latent_overlap:
     """The T_b volume (mK) after the 8 stages, with provenance."""
     input:
-        model=f"{RESULTS}/lodi/model.pt",
+        model=LODI_MODEL,
         halos=halo_source,
-        state=f"{GEN}/{{sim}}/seed{{seed}}/state_stage8.h5",
+        state=state_file(stage=8),
     output:
-        f"{GEN}/{{sim}}/latent_overlap_seed{{seed}}.h5",
-    params:
-        generation=config["generation"],
-        device=config["device"],
+        volume_file(method="latent_overlap"),
     log:
-        f"{RESULTS}/logs/generate/{{sim}}_seed{{seed}}_assemble.log",
-    resources:
-        **cluster_resources(gpu=False),
+        log_file("generate/{sim}_seed{seed}_assemble"),
     conda:
         "../../envs/lodi.yaml"
+    resources:
+        **cluster_resources(gpu=False),
+    params:
+        generation=generation_params(),
+        device=config["device"],
     script:
         "../scripts/assemble_volume.py"
 
@@ -84,22 +83,49 @@ rule generate_baseline:
     """Tiling (independent non-overlapping boxes) or averaging (independent overlapping
     boxes, overlaps averaged), for the comparison figures (a GPU job)."""
     input:
-        model=f"{RESULTS}/lodi/model.pt",
+        model=LODI_MODEL,
         halos=halo_source,
     output:
-        f"{GEN}/{{sim}}/{{method}}_seed{{seed}}.h5",
-    params:
-        generation=config["generation"],
-        device=config["device"],
+        volume_file(),
     log:
-        f"{RESULTS}/logs/generate/{{sim}}_{{method}}_seed{{seed}}.log",
+        log_file("generate/{sim}_{method}_seed{seed}"),
     benchmark:
-        f"{RESULTS}/benchmarks/rules/generate_{{sim}}_{{method}}_seed{{seed}}.tsv"
-    threads: 4
+        rule_benchmark("generate_{sim}_{method}_seed{seed}")
     retries: 2
-    resources:
-        **cluster_resources(gpu=True),
     conda:
         "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=True),
+    params:
+        generation=generation_params(),
+        device=config["device"],
     script:
         "../scripts/generate_baseline.py"
+
+
+rule overlap_pair:
+    """Fig. 6's data: one overlapping pair of boxes sampled on the first test simulation's halo
+    condition, box B with latent overlap and independently; its latents at a few reverse
+    steps and the final T_b (a GPU job)."""
+    input:
+        model=LODI_MODEL,
+        halos=halo_source_file(FIRST_SIM),
+    output:
+        f"{RESULTS}/generated/{FIRST_SIM}/overlap_pair_seed{FIRST_SEED}.h5",
+    log:
+        log_file("generate/overlap_pair"),
+    benchmark:
+        rule_benchmark("overlap_pair")
+    retries: 2
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=True),
+    params:
+        overlap=config["generation"]["overlap"],
+        seed=FIRST_SEED,
+        device=config["device"],
+    script:
+        "../scripts/overlap_pair.py"

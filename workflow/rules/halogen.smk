@@ -5,25 +5,25 @@ rule train_halogen:
     """Train HALOgen on the 64^3 windows of the training simulations (Sec. 2.3.1); resumes
     from results/halogen/checkpoint.pt (written every epoch and on SIGTERM/SIGUSR1)."""
     input:
-        grids=expand(f"{RESULTS}/grids/{{sim}}.h5", sim=config["simulations"]["halogen_train"]),
+        grids=grid_files(config["simulations"]["halogen_train"]),
     output:
-        model=f"{RESULTS}/halogen/model.pt",
+        model=HALOGEN_MODEL,
         history=f"{RESULTS}/halogen/history.csv",
+    log:
+        log_file("train_halogen"),
+    benchmark:
+        rule_benchmark("train_halogen")
+    retries: 2
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=True),
     params:
         halogen=config["halogen"],
         expect=grid_expectation(),
         checkpoint=f"{RESULTS}/halogen/checkpoint.pt",
         device=config["device"],
-    log:
-        f"{RESULTS}/logs/train_halogen.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/rules/train_halogen.tsv"
-    threads: 4
-    retries: 2
-    resources:
-        **cluster_resources(gpu=True),
-    conda:
-        "../../envs/lodi.yaml"
     script:
         "../scripts/train_halogen.py"
 
@@ -31,23 +31,23 @@ rule train_halogen:
 rule predict_halos:
     """HALOgen on a whole box by sliding windows, overlaps averaged, post-threshold."""
     input:
-        model=f"{RESULTS}/halogen/model.pt",
-        grids=f"{RESULTS}/grids/{{sim}}.h5",
+        model=HALOGEN_MODEL,
+        grids=grid_file(),
     output:
-        f"{RESULTS}/halogen/predicted/{{sim}}.h5",
+        predicted_halos_file(),
+    log:
+        log_file("predict_halos/{sim}"),
+    benchmark:
+        rule_benchmark("predict_halos_{sim}")
+    retries: 2
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=True),
     params:
         inference=config["halogen"]["inference"],
         device=config["device"],
-    log:
-        f"{RESULTS}/logs/predict_halos/{{sim}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/rules/predict_halos_{{sim}}.tsv"
-    threads: 4
-    retries: 2
-    resources:
-        **cluster_resources(gpu=True),
-    conda:
-        "../../envs/lodi.yaml"
     script:
         "../scripts/predict_halos.py"
 
@@ -55,20 +55,20 @@ rule predict_halos:
 rule evaluate_halogen:
     """Per channel: PDF of log rho_h (median, 16-84 %), P(k) and r(k), mass recovered."""
     input:
-        predicted=f"{RESULTS}/halogen/predicted/{{sim}}.h5",
-        grids=f"{RESULTS}/grids/{{sim}}.h5",
+        predicted=predicted_halos_file(),
+        grids=grid_file(),
     output:
-        summary=f"{RESULTS}/halogen/eval/{{sim}}_summary.csv",
-        pdf=f"{RESULTS}/halogen/eval/{{sim}}_pdf.csv",
-        pk=f"{RESULTS}/halogen/eval/{{sim}}_pk.csv",
-    params:
-        post_threshold=config["halogen"]["inference"]["post_threshold"],
+        summary=halogen_eval_file("summary"),
+        pdf=halogen_eval_file("pdf"),
+        pk=halogen_eval_file("pk"),
     log:
-        f"{RESULTS}/logs/evaluate_halogen/{{sim}}.log",
-    resources:
-        **cluster_resources(gpu=False),
+        log_file("evaluate_halogen/{sim}"),
     conda:
         "../../envs/lodi.yaml"
+    resources:
+        **cluster_resources(gpu=False),
+    params:
+        post_threshold=config["halogen"]["inference"]["post_threshold"],
     script:
         "../scripts/evaluate_halogen.py"
 
@@ -78,15 +78,15 @@ rule plot_training:
     input:
         f"{RESULTS}/{{model}}/history.csv",
     output:
-        pdf=report(f"{RESULTS}/figures/{{model}}_loss.pdf", caption="../report/loss.rst", category="Training"),
-        png=f"{RESULTS}/figures/{{model}}_loss.png",
+        pdf=report(figure_file("{model}_loss"), caption="../report/loss.rst", category="Training"),
+        png=figure_file("{model}_loss", "png"),
+    log:
+        log_file("figures/{model}_loss"),
     wildcard_constraints:
         model="halogen|lodi",
-    log:
-        f"{RESULTS}/logs/figures/{{model}}_loss.log",
-    resources:
-        **cluster_resources(gpu=False),
     conda:
         "../../envs/lodi.yaml"
+    resources:
+        **cluster_resources(gpu=False),
     script:
         "../scripts/plot_training.py"

@@ -5,24 +5,24 @@ rule train_lodi:
     """Train the conditional VDM on halo-biased 32^3 sub-volumes of the training simulations
     (Sec. 2.3.2); resumes from results/lodi/checkpoint.pt."""
     input:
-        grids=expand(f"{RESULTS}/grids/{{sim}}.h5", sim=config["simulations"]["lodi_train"]),
+        grids=grid_files(config["simulations"]["lodi_train"]),
     output:
-        model=f"{RESULTS}/lodi/model.pt",
+        model=LODI_MODEL,
         history=f"{RESULTS}/lodi/history.csv",
+    log:
+        log_file("train_lodi"),
+    benchmark:
+        rule_benchmark("train_lodi")
+    retries: 2
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=True),
     params:
         lodi=config["lodi"],
         expect=grid_expectation(),
         checkpoint=f"{RESULTS}/lodi/checkpoint.pt",
         device=config["device"],
-    log:
-        f"{RESULTS}/logs/train_lodi.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/rules/train_lodi.tsv"
-    threads: 4
-    retries: 2
-    resources:
-        **cluster_resources(gpu=True),
-    conda:
-        "../../envs/lodi.yaml"
     script:
         "../scripts/train_lodi.py"

@@ -1,5 +1,6 @@
 """rule baselines_figure: LODI beside the halo model and LDL (maps and P(k))."""
-from lodi_core.plots import plot_baselines
+
+from lodi_core.figures.from_files import plot_baselines
 from lodi_core.runtime import run_script
 
 

@@ -1,6 +1,7 @@
 """rule fit_halo_model: HI-to-halo-mass ratio per channel from the training grids."""
-from lodi_core.baselines import run_fit_halo_model
+
 from lodi_core.runtime import run_script
+from lodi_core.training.baselines import run_fit_halo_model
 
 
 def main():

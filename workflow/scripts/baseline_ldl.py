@@ -1,5 +1,6 @@
 """rule ldl_volume: T_b painted by the trained LDL model on a test simulation's particles."""
-from lodi_core.baselines import run_ldl_volume
+
+from lodi_core.generation.baselines import run_ldl_volume
 from lodi_core.runtime import run_script
 
 

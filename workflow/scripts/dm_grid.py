@@ -1,5 +1,6 @@
 """rule dm_grid: rho_DM of a user's DM-only snapshot (bring your own dark matter)."""
-from lodi_core.grids import GridSpec, dm_only_grid
+
+from lodi_core.data.grids import GridSpec, dm_only_grid
 from lodi_core.io import write_grids
 from lodi_core.runtime import pick_device, run_script
 

@@ -1,5 +1,6 @@
 """rule download_camels: one CAMELS CV simulation from the public file server."""
-from lodi_core.camels import download
+
+from lodi_core.data.camels import download
 from lodi_core.runtime import run_script
 
 

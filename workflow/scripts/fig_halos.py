@@ -1,5 +1,6 @@
 """rule fig9_halos: halo channels, target against HALOgen, with their PDFs (Fig. 9)."""
-from lodi_core.plots import plot_halos
+
+from lodi_core.figures.from_files import plot_halos
 from lodi_core.runtime import run_script
 
 

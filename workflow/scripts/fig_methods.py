@@ -1,5 +1,6 @@
 """rule fig5_methods: tiling, averaging and latent overlap against the target (Fig. 5)."""
-from lodi_core.plots import plot_methods
+
+from lodi_core.figures.from_files import plot_methods
 from lodi_core.runtime import run_script
 
 

@@ -1,11 +1,11 @@
 """rule fig6_overlap_pair: the reverse steps of one overlapping pair of boxes (Fig. 6)."""
-from lodi_core.plots import plot_overlap_pair
-from lodi_core.runtime import pick_device, run_script
+
+from lodi_core.figures.from_files import plot_overlap_pair
+from lodi_core.runtime import run_script
 
 
 def main():
-    i, o, p = snakemake.input, snakemake.output, snakemake.params
-    plot_overlap_pair(i.model, i.halos, int(p.overlap), int(p.seed), pick_device(p.device), p.title, o.pdf, o.png)
+    plot_overlap_pair(snakemake.input[0], snakemake.params.title, snakemake.output.pdf, snakemake.output.png)
 
 
-run_script(main, snakemake.log[0], snakemake.threads)
+run_script(main, snakemake.log[0])

@@ -1,5 +1,6 @@
 """rule fig8_overview: dark matter, target T_b, tiling and latent overlap (Fig. 8)."""
-from lodi_core.plots import plot_overview
+
+from lodi_core.figures.from_files import plot_overview
 from lodi_core.runtime import run_script
 
 

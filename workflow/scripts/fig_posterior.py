@@ -1,5 +1,6 @@
 """rule posterior: posterior mean, std and z-score of the target over the seeds."""
-from lodi_core.plots import plot_posterior
+
+from lodi_core.figures.from_files import plot_posterior
 from lodi_core.runtime import run_script
 
 

@@ -1,5 +1,6 @@
 """rule fig10_power: P(k) of T_b/<T_b>, target against latent overlap over seeds (Fig. 10)."""
-from lodi_core.plots import plot_power
+
+from lodi_core.figures.from_files import plot_power
 from lodi_core.runtime import run_script
 
 

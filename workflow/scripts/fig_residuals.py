@@ -1,5 +1,6 @@
 """rule fig11_residuals: P(k) residuals per test simulation and seed (Fig. 11)."""
-from lodi_core.plots import plot_residuals
+
+from lodi_core.figures.from_files import plot_residuals
 from lodi_core.runtime import run_script
 
 

@@ -1,5 +1,6 @@
 """rule rk: r(k) and P(k) residuals of each method against the target."""
-from lodi_core.plots import plot_rk
+
+from lodi_core.figures.from_files import plot_rk
 from lodi_core.runtime import run_script
 
 

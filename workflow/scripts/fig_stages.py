@@ -1,5 +1,6 @@
 """rule fig7_stages: the volume after each generation stage (Fig. 7)."""
-from lodi_core.plots import plot_stages
+
+from lodi_core.figures.from_files import plot_stages
 from lodi_core.runtime import run_script
 
 

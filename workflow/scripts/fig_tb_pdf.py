@@ -1,5 +1,6 @@
 """rule tb_pdf: one-point PDFs of log10 T_b, target and each method."""
-from lodi_core.plots import plot_tb_pdf
+
+from lodi_core.figures.from_files import plot_tb_pdf
 from lodi_core.runtime import run_script
 
 

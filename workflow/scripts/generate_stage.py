@@ -1,5 +1,6 @@
 """rule generate_stage: one shard of one latent-overlap stage."""
-from lodi_core.generate import GenerationConfig, run_stage_shard
+
+from lodi_core.generation.jobs import GenerationConfig, run_stage_shard
 from lodi_core.runtime import pick_device, run_script
 
 
@@ -11,7 +12,7 @@ def main():
         snakemake.input.get("state"),
         int(w.stage),
         int(w.shard),
-        GenerationConfig.from_config(snakemake.params.generation),
+        GenerationConfig.from_dict(snakemake.params.generation),
         int(w.seed),
         w.sim,
         snakemake.output[0],

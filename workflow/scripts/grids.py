@@ -1,5 +1,6 @@
 """rule grids: one simulation's snapshots and catalogue -> dm, halos, tb (HDF5)."""
-from lodi_core.grids import GridSpec, make_grids
+
+from lodi_core.data.grids import GridSpec, make_grids
 from lodi_core.io import write_grids
 from lodi_core.runtime import pick_device, run_script
 

@@ -1,5 +1,6 @@
 """rule merge_stage: partial volume after one stage."""
-from lodi_core.generate import run_merge
+
+from lodi_core.generation.jobs import run_merge
 from lodi_core.runtime import run_script
 
 

@@ -1,6 +1,7 @@
 """rule metrics: results/metrics.csv (one row per simulation, seed and method) and its
 mean and std over seeds."""
-from lodi_core.metrics import write_metrics
+
+from lodi_core.analysis.metrics import write_metrics
 from lodi_core.runtime import run_script
 
 

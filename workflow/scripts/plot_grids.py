@@ -1,6 +1,7 @@
 """rule plot_grids: slices and power spectra of one simulation's grids."""
+
+from lodi_core.figures.builders import grids_figure
 from lodi_core.io import read_grids
-from lodi_core.plots import grids_figure
 from lodi_core.runtime import run_script
 
 

@@ -1,9 +1,10 @@
 """rule synthetic_simulation: one synthetic simulation in the CAMELS layout."""
+
 from pathlib import Path
 
-from lodi_core.cosmology import Cosmology
+from lodi_core.data.synthetic import make_simulation
+from lodi_core.physics.cosmology import Cosmology
 from lodi_core.runtime import pick_device, run_script
-from lodi_core.synthetic import make_simulation
 
 
 def main():

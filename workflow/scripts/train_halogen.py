@@ -1,8 +1,9 @@
 """rule train_halogen: train (or resume) HALOgen and write the model file."""
-from lodi_core.halogen import HalogenConfig, LossConfig
-from lodi_core.halogen_run import HalogenTrainConfig, train_halogen
+
 from lodi_core.io import save_checkpoint
+from lodi_core.models.halogen import HalogenConfig, LossConfig
 from lodi_core.runtime import pick_device, run_script
+from lodi_core.training.halogen import HalogenTrainConfig, train_halogen
 
 
 def main():

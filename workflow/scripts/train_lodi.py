@@ -1,9 +1,10 @@
 """rule train_lodi: train (or resume) LODI and write the model file."""
+
 from lodi_core.io import save_checkpoint
-from lodi_core.lodi_run import LodiTrainConfig, train_lodi
+from lodi_core.models.unet import DenoiserConfig
+from lodi_core.models.vdm import VDMConfig
 from lodi_core.runtime import pick_device, run_script
-from lodi_core.unet import DenoiserConfig
-from lodi_core.vdm import VDMConfig
+from lodi_core.training.lodi import LodiTrainConfig, train_lodi
 
 
 def main():

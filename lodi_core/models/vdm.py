@@ -1,0 +1,201 @@
+"""Variational diffusion model (Kingma et al. 2021; Sec. 2.2), kept in pieces as the
+reference implementation (google-research/vdm) does: the noise schedule, the loss terms of
+the bound, and one pure reverse step. The denoiser (``unet.Denoiser``) only sees gamma_t.
+
+Forward process (Eq. 8): z_t = alpha_t x + sigma_t eps, alpha_t^2 = sigmoid(-gamma(t)),
+sigma_t^2 = sigmoid(gamma(t)), with the learned linear schedule gamma(t) = b + |w| t.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import ConfigSection
+
+
+@dataclass(frozen=True)
+class VDMConfig(ConfigSection):
+    """Config ``lodi.vdm``: T steps (paper 50) and the initial gamma(0), gamma(1) (Ono et al.
+    2024: -13.3, 13.3), which also normalise gamma for the denoiser's time embedding."""
+
+    SECTION = "lodi.vdm"
+
+    timesteps: int
+    gamma_min: float
+    gamma_max: float
+    antithetic_time_sampling: bool
+
+
+class LinearSchedule(nn.Module):
+    """gamma(t) = b + |w| t with learned b and w (monotone in t, so the SNR decreases)."""
+
+    def __init__(self, gamma_min: float, gamma_max: float):
+        super().__init__()
+        self.b = nn.Parameter(torch.tensor(float(gamma_min)))
+        self.w = nn.Parameter(torch.tensor(float(gamma_max - gamma_min)))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.b + self.w.abs() * t
+
+
+def alpha(gamma: torch.Tensor) -> torch.Tensor:
+    """alpha_t = sqrt(sigmoid(-gamma_t))."""
+    return torch.sqrt(torch.sigmoid(-gamma))
+
+
+def sigma(gamma: torch.Tensor) -> torch.Tensor:
+    """sigma_t = sqrt(sigmoid(gamma_t))."""
+    return torch.sqrt(torch.sigmoid(gamma))
+
+
+def snr(gamma: torch.Tensor) -> torch.Tensor:
+    """alpha^2 / sigma^2 = exp(-gamma)."""
+    return torch.exp(-gamma)
+
+
+def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.reshape(-1, *[1] * (like.ndim - 1))
+
+
+def diffuse(x: torch.Tensor, gamma: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: z_t = alpha_t x + sigma_t eps (gamma per sample)."""
+    return _bcast(alpha(gamma), x) * x + _bcast(sigma(gamma), x) * eps
+
+
+def reverse_step(z_t: torch.Tensor, eps_hat: torch.Tensor, gamma_t, gamma_s, noise: torch.Tensor) -> torch.Tensor:
+    """Eq. 14 (ancestral sampling, VDM appendix): with c = -expm1(gamma_s - gamma_t),
+    z_s = alpha_s / alpha_t (z_t - sigma_t c eps_hat) + sqrt((1 - alpha_s^2) c) noise.
+    (The paper prints c = exp(gamma_s - gamma_t - 1); the reference code's c is used.)"""
+    gamma_t = torch.as_tensor(gamma_t, dtype=z_t.dtype, device=z_t.device)
+    gamma_s = torch.as_tensor(gamma_s, dtype=z_t.dtype, device=z_t.device)
+    c = -torch.expm1(gamma_s - gamma_t)
+    ratio = torch.sqrt(torch.sigmoid(-gamma_s) / torch.sigmoid(-gamma_t))
+    mean = _bcast(ratio, z_t) * (z_t - _bcast(sigma(gamma_t) * c, z_t) * eps_hat)
+    scale = torch.sqrt(torch.sigmoid(gamma_s) * c)
+    return mean + _bcast(scale, z_t) * noise
+
+
+def renoise(z_s: torch.Tensor, gamma_s, gamma_t, noise: torch.Tensor) -> torch.Tensor:
+    """Forward q(z_t | z_s) to the noisier gamma_t (RePaint's jump back):
+    z_t = (alpha_t / alpha_s) z_s + sqrt(1 - (alpha_t / alpha_s)^2) noise."""
+    ratio2 = (alpha(gamma_t) / alpha(gamma_s)) ** 2
+    return torch.sqrt(ratio2) * z_s + torch.sqrt(1 - ratio2) * noise
+
+
+@torch.no_grad()
+def sample_loop(
+    denoise, gammas: torch.Tensor, z: torch.Tensor, noise, impose=None, record=None, resample: int = 0
+) -> torch.Tensor:
+    """Ancestral sampling (Eq. 14) from z_T down the grid ``gammas`` (T + 1 values, t_i = i/T)
+    to x = z_0 / alpha_0: the one reverse loop of this package, used for independent boxes,
+    latent overlap and the closed-form tests alike.
+
+    ``denoise(z, i)`` returns eps_hat at step i; ``noise()`` returns the next standard normal
+    draw (the caller decides how noise is seeded: per box for latent overlap). Hooks:
+    ``impose(z, i)`` returns z with a known region imposed before step i (latent overlap);
+    ``record(i, z)`` sees the latent entering step i; ``resample`` > 0 re-noises each step
+    back ``resample`` times (RePaint; beyond the paper)."""
+    T = len(gammas) - 1
+    for i in range(T, 0, -1):
+        for r in range(resample + 1):
+            if impose is not None:
+                z = impose(z, i)
+            if record is not None and r == 0:
+                record(i, z)
+            z = reverse_step(z, denoise(z, i), gammas[i], gammas[i - 1], noise())
+            if r < resample:
+                z = renoise(z, gammas[i - 1], gammas[i], noise())
+    return z / alpha(gammas[0])
+
+
+@dataclass
+class VDMLoss:
+    """The three terms of the bound, in nats per voxel, per sample (B,)."""
+
+    recon: torch.Tensor
+    prior: torch.Tensor
+    diffusion: torch.Tensor
+
+    @property
+    def total(self) -> torch.Tensor:
+        return (self.recon + self.prior + self.diffusion).mean()
+
+
+class VDM(nn.Module):
+    """A conditional VDM: ``denoiser(z_t, gamma_t, cond) -> eps_hat``."""
+
+    def __init__(self, denoiser: nn.Module, cfg: VDMConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.denoiser = denoiser
+        self.gamma = LinearSchedule(cfg.gamma_min, cfg.gamma_max)
+
+    def predict_noise(self, z_t: torch.Tensor, gamma_t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        gamma_t = torch.as_tensor(gamma_t, dtype=z_t.dtype, device=z_t.device).expand(z_t.shape[0])
+        return self.denoiser(z_t, gamma_t, cond)
+
+    def sample_times(self, batch: int, generator: torch.Generator | None, device) -> torch.Tensor:
+        """Low-discrepancy (antithetic) t in (0, 1], rounded up to the T-step grid."""
+        u0 = torch.rand((), generator=generator, device=device)
+        if self.cfg.antithetic_time_sampling:
+            t = torch.remainder(u0 + torch.arange(batch, device=device) / batch, 1.0)
+        else:
+            t = torch.rand(batch, generator=generator, device=device)
+        T = self.cfg.timesteps
+        return torch.ceil(t * T).clamp(min=1) / T
+
+    def diffusion_loss(self, x, cond, t, eps) -> torch.Tensor:
+        """Eq. 13 (discrete time, reference form): T/2 expm1(gamma_t - gamma_s) |eps - eps_hat|^2
+        with s = t - 1/T, per voxel. (The paper prints exp(gamma(t-1) - gamma(t)) - 1.)"""
+        T = self.cfg.timesteps
+        g_t = self.gamma(t)
+        g_s = self.gamma(t - 1.0 / T)
+        z_t = diffuse(x, g_t, eps)
+        eps_hat = self.predict_noise(z_t, g_t, cond).float()
+        mse = ((eps - eps_hat) ** 2).flatten(1).mean(dim=1)
+        return 0.5 * T * torch.expm1(g_t - g_s) * mse
+
+    def prior_loss(self, x) -> torch.Tensor:
+        """KL(q(z_1 | x) || N(0, 1)) per voxel."""
+        g1 = self.gamma(torch.ones((), device=x.device))
+        var1 = torch.sigmoid(g1)
+        mean2 = torch.sigmoid(-g1) * x**2
+        return (0.5 * (var1 + mean2 - torch.log(var1) - 1.0)).flatten(1).mean(dim=1)
+
+    def recon_loss(self, x, eps0) -> torch.Tensor:
+        """-log p(x | z_0) per voxel for a Gaussian decoder N(x; z_0 / alpha_0, sigma_0^2 / alpha_0^2)
+        (continuous data); with z_0 = alpha_0 x + sigma_0 eps_0 this is
+        0.5 eps_0^2 + 0.5 (log 2 pi + gamma_0)."""
+        g0 = self.gamma(torch.zeros((), device=x.device))
+        z0 = diffuse(x, g0.expand(x.shape[0]), eps0)
+        x_hat = z0 / alpha(g0)
+        var = torch.exp(g0)  # sigma_0^2 / alpha_0^2
+        nll = 0.5 * ((x - x_hat) ** 2 / var + math.log(2 * math.pi) + g0)
+        return nll.flatten(1).mean(dim=1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None) -> VDMLoss:
+        """The bound's terms for a batch x (B, 1, n, n, n) given cond (B, C, n, n, n); all noise
+        from ``generator``."""
+        t = self.sample_times(x.shape[0], generator, x.device)
+        eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        eps0 = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return VDMLoss(
+            recon=self.recon_loss(x, eps0), prior=self.prior_loss(x), diffusion=self.diffusion_loss(x, cond, t, eps)
+        )
+
+    @torch.no_grad()
+    def gammas(self, device=None) -> torch.Tensor:
+        """gamma on the sampling grid t_i = i / T, i = 0..T."""
+        T = self.cfg.timesteps
+        return self.gamma(torch.arange(T + 1, device=device, dtype=torch.float32) / T)
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor, noise) -> torch.Tensor:
+        """Independent samples x (B, 1, n, n, n) given cond by :func:`sample_loop` from
+        z_1 = ``noise()``; ``noise()`` returns each standard normal draw, shaped like x."""
+        g = self.gammas(cond.device)
+        return sample_loop(lambda z, i: self.predict_noise(z, g[i], cond).float(), g, noise(), noise)

@@ -1,0 +1,240 @@
+"""LODI data (Sec. 2.3.2) and training."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import ConfigSection
+from ..data.augment import CUBE_SYMMETRIES, apply_symmetry
+from ..data.transforms import LogTransform
+from ..io import InputError, read_training_grids
+from ..models.lodi import build_vdm
+from ..models.unet import DenoiserConfig
+from ..models.vdm import VDMConfig
+from ..runtime import autocast
+from .loop import EMA, LoopSpec, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LodiTrainConfig(ConfigSection):
+    """Config ``lodi.train``."""
+
+    SECTION = "lodi.train"
+
+    box: int
+    candidate_stride: int  # lattice of candidate sub-volumes
+    important_log_rho: float  # log10 rho_h >= this marks an important region
+    high_mass_channels: tuple  # 1-based channels whose halos make a box important
+    low_mass_channels: tuple  # boxes centred on these channels' halos ...
+    low_mass_fraction: float  # ... of which this fraction is kept
+    val_fraction: float
+    batch_size: int
+    iterations: int
+    lr: float
+    lr_min: float
+    warmup: int
+    weight_decay: float
+    ema_decay: float
+    grad_clip: float
+    checkpoint_every: int
+    validate_every: int
+    val_boxes: int
+    tb_floor_fraction: float  # floor of log10(T_b + floor) as a fraction of <T_b>
+    halo_floor: float  # Msun (Mpc/h)^-3
+    seed: int
+    bf16: bool
+
+
+def _local_maxima(field: torch.Tensor) -> torch.Tensor:
+    """Voxels equal to the maximum of their periodic 3x3x3 neighbourhood."""
+    padded = F.pad(field[None, None], (1,) * 6, mode="circular")
+    return field == F.max_pool3d(padded, 3, stride=1)[0, 0]
+
+
+def select_subvolumes(halos: np.ndarray, cfg: LodiTrainConfig, rng: np.random.Generator) -> tuple[list, list]:
+    """Sec. 2.3.2 halo-biased selection on one simulation's halo channels (C, N, N, N):
+    (a) candidate boxes on a ``candidate_stride`` lattice that contain log10 rho_h >=
+    ``important_log_rho`` in a high-mass channel; (b) ``low_mass_fraction`` of the boxes
+    centred on the halos (local maxima >= the same level) of the low-mass channels.
+    Returns the two lists of box origins (boxes lie inside the volume)."""
+    h = torch.as_tensor(halos)
+    n, b = h.shape[-1], cfg.box
+    level = 10.0**cfg.important_log_rho
+    important = (h[[c - 1 for c in cfg.high_mass_channels]] >= level).any(dim=0)
+    axis = list(range(0, n - b + 1, cfg.candidate_stride))
+    if axis[-1] != n - b:
+        axis.append(n - b)
+    high = [
+        (i, j, k) for i in axis for j in axis for k in axis if bool(important[i : i + b, j : j + b, k : k + b].any())
+    ]
+    centres = []
+    for c in cfg.low_mass_channels:
+        peaks = _local_maxima(h[c - 1]) & (h[c - 1] >= level)
+        centres += [tuple(int(v) for v in p) for p in torch.nonzero(peaks)]
+    centres = sorted(set(centres))
+    n_keep = int(round(cfg.low_mass_fraction * len(centres)))
+    keep = sorted(rng.choice(len(centres), size=n_keep, replace=False).tolist()) if centres else []
+    low = [tuple(int(min(max(p - b // 2, 0), n - b)) for p in centres[i]) for i in keep]
+    return high, low
+
+
+class LodiData:
+    """T_b and halo channels of the training simulations, normalised; sub-volumes are cut
+    and rotated on the fly (no augmented sample is stored)."""
+
+    def __init__(self, grid_files: list, cfg: LodiTrainConfig, expect: dict | None = None, device="cpu"):
+        self.cfg = cfg
+        grids, _ = read_training_grids(grid_files, ("tb", "halos"), cfg.box, "LODI box", expect)
+        tbs, halos = [g["tb"] for g in grids], [g["halos"] for g in grids]
+        tb_floor = cfg.tb_floor_fraction * float(np.mean([t.mean() for t in tbs]))
+        self.tb_transform = LogTransform.fit(tbs, tb_floor)
+        self.halo_transform = LogTransform.fit(halos, cfg.halo_floor, channel_axis=0)
+        rng = np.random.default_rng(cfg.seed)
+        samples, self.n_high, self.n_low = [], 0, 0
+        for s, h in enumerate(halos):
+            high, low = select_subvolumes(h, cfg, rng)
+            self.n_high += len(high)
+            self.n_low += len(low)
+            samples += [(s, o) for o in high + low]
+        if len(samples) < 2:
+            raise InputError(
+                grid_files[0],
+                f"the halo-biased selection kept {len(samples)} sub-volumes; "
+                "need at least 2 (lower lodi.train.important_log_rho?)",
+            )
+        self.x = [self.tb_transform.forward(torch.from_numpy(t)).unsqueeze(0).to(device) for t in tbs]
+        self.cond = [self.halo_transform.forward(torch.from_numpy(h), channel_dim=0).to(device) for h in halos]
+        order = rng.permutation(len(samples))
+        n_val = max(1, int(round(cfg.val_fraction * len(samples))))
+        self.val = [samples[i] for i in order[:n_val]]
+        self.train = [samples[i] for i in order[n_val:]]
+        log.info(
+            "LODI data: %d high-mass + %d low-mass-centred sub-volumes of %d^3 -> %d train, %d validation",
+            self.n_high,
+            self.n_low,
+            cfg.box,
+            len(self.train),
+            len(self.val),
+        )
+
+    def box(self, item, symmetry: int = 0):
+        s, (i, j, k) = item
+        b = self.cfg.box
+        sl = (slice(None), slice(i, i + b), slice(j, j + b), slice(k, k + b))
+        return apply_symmetry(self.x[s][sl], symmetry), apply_symmetry(self.cond[s][sl], symmetry)
+
+    def batch(self, step: int):
+        """Training batch of global step ``step``: random sub-volumes and symmetries drawn
+        from (seed, step)."""
+        rng = np.random.default_rng([self.cfg.seed, step])
+        idx = rng.integers(0, len(self.train), size=self.cfg.batch_size)
+        sym = rng.integers(0, len(CUBE_SYMMETRIES), size=self.cfg.batch_size)
+        x, c = zip(*[self.box(self.train[i], int(k)) for i, k in zip(idx, sym)])
+        return torch.stack(x), torch.stack(c)
+
+
+def lr_at(step: int, cfg: LodiTrainConfig) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``lr_min`` at the last iteration."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(1, cfg.iterations - cfg.warmup)
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
+def train_lodi(
+    grid_files: list,
+    net_cfg: DenoiserConfig,
+    vdm_cfg: VDMConfig,
+    cfg: LodiTrainConfig,
+    checkpoint_path,
+    history_path,
+    device: torch.device,
+    expect: dict | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train LODI (resuming from ``checkpoint_path``) and return the model file's content:
+    EMA weights with the lowest validation loss, architecture and normalisations."""
+    torch.manual_seed(cfg.seed)
+    data = LodiData(grid_files, cfg, expect, device)
+    model = build_vdm(net_cfg, vdm_cfg).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = EMA(model, cfg.ema_decay)
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+
+    def compute_loss(step):
+        x, c = data.batch(step)
+        with autocast(device, cfg.bf16):
+            terms = model(x, c, generator)
+        with torch.no_grad():
+            logs = {
+                "recon": float(terms.recon.mean()),
+                "prior": float(terms.prior.mean()),
+                "diffusion": float(terms.diffusion.mean()),
+            }
+            logs.update(
+                {
+                    "gamma_0": float(model.gamma(torch.zeros((), device=device))),
+                    "gamma_1": float(model.gamma(torch.ones((), device=device))),
+                }
+            )
+        return terms.total, logs
+
+    val_items = data.val[: cfg.val_boxes]
+
+    @torch.no_grad()
+    def validate(net):
+        g = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # same noise every time
+        total = 0.0
+        for i in range(0, len(val_items), cfg.batch_size):
+            x, c = (torch.stack(t) for t in zip(*[data.box(item) for item in val_items[i : i + cfg.batch_size]]))
+            with autocast(device, cfg.bf16):
+                total += float(net(x, c, g).total) * len(x)
+        return total / len(val_items)
+
+    spec = LoopSpec(
+        kind="lodi",
+        total_steps=cfg.iterations,
+        checkpoint_every=cfg.checkpoint_every,
+        validate_every=cfg.validate_every,
+        grad_clip=cfg.grad_clip,
+        progress=progress,
+    )
+    resume_key = {
+        "network": net_cfg.to_dict(),
+        "vdm": vdm_cfg.to_dict(),
+        "train": cfg.to_dict(exclude=("iterations", "checkpoint_every", "validate_every")),
+        "data": [str(f) for f in grid_files],
+    }
+    final = train(
+        spec,
+        model,
+        optimizer,
+        compute_loss,
+        lambda s: lr_at(s, cfg),
+        checkpoint_path,
+        history_path,
+        resume_key,
+        validate=validate,
+        generator=generator,
+        ema=ema,
+    )
+    return {
+        "kind": "lodi",
+        "model": final["best_model"],
+        "network": net_cfg.to_dict(),
+        "vdm": vdm_cfg.to_dict(),
+        "tb_transform": data.tb_transform.to_dict(),
+        "halo_transform": data.halo_transform.to_dict(),
+        "box": cfg.box,
+        "best_val": final["best_val"],
+        "steps": final["step"],
+        "selection": {"high_mass": data.n_high, "low_mass": data.n_low},
+    }

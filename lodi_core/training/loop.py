@@ -1,0 +1,199 @@
+"""The training loop shared by HALOgen and LODI: checkpoint and exact resume, SIGTERM /
+SIGUSR1 checkpoints, non-finite loss guard, validation with best-weights tracking, an
+exponential moving average of the weights, and loss curves (CSV; figures live in
+:mod:`lodi_core.figures`).
+
+Resume is exact: the model, optimizer, EMA and random-generator states are restored and the
+data of step s is a pure function of (seed, s), so an interrupted and resumed run ends with
+the same weights as an uninterrupted one on the CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..io import InputError, load_checkpoint, save_checkpoint, write_csv
+from ..runtime import StopRequested, preemption_signals
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+class EMA:
+    """Exponential moving average of a model's parameters and buffers (used for sampling)."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].lerp_(v.detach(), 1.0 - self.decay)
+            else:
+                self.shadow[k].copy_(v)
+
+    def state_dict(self) -> dict:
+        return self.shadow
+
+    def load_state_dict(self, state: dict) -> None:
+        self.shadow = {k: v.clone() for k, v in state.items()}
+
+
+@dataclass
+class LoopSpec:
+    kind: str  # 'halogen' or 'lodi': stored and checked on resume
+    total_steps: int
+    checkpoint_every: int
+    validate_every: int
+    grad_clip: float | None = None
+    progress: bool = True
+
+
+def check_resume_key(path, stored: dict, current: dict) -> None:
+    """A checkpoint made with another architecture or data setup cannot be resumed."""
+    diffs = {k: (stored.get(k), v) for k, v in current.items() if stored.get(k) != v}
+    if diffs:
+        lines = "; ".join(f"{k}: checkpoint has {a!r}, config has {b!r}" for k, (a, b) in diffs.items())
+        raise InputError(
+            path,
+            f"checkpoint was made with another setup ({lines}); delete it to start over or restore the config",
+        )
+
+
+def train(
+    spec: LoopSpec,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    compute_loss: Callable[[int], tuple[torch.Tensor, dict]],
+    lr_at: Callable[[int], float],
+    checkpoint_path,
+    history_path,
+    resume_key: dict,
+    validate: Callable[[nn.Module], float] | None = None,
+    generator: torch.Generator | None = None,
+    ema: EMA | None = None,
+) -> dict:
+    """Run (or resume) training to ``spec.total_steps``. ``compute_loss(step)`` returns the
+    loss tensor and a dict of floats to log; it must draw its randomness from ``generator``
+    and its data as a function of ``step``. Returns the final checkpoint dict, whose
+    ``best_model`` holds the weights with the lowest validation loss (EMA weights when an
+    EMA is kept)."""
+    checkpoint_path = Path(checkpoint_path)
+    step, history, best_val, best_model = 0, [], math.inf, None
+    if checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, kind=spec.kind)
+        check_resume_key(checkpoint_path, state.get("resume_key", {}), resume_key)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        if generator is not None and state.get("generator") is not None:
+            generator.set_state(state["generator"])
+        step, history = state["step"], state["history"]
+        best_val, best_model = state["best_val"], state["best_model"]
+        log.info("resumed %s training from %s at step %d/%d", spec.kind, checkpoint_path, step, spec.total_steps)
+
+    def weights_for_eval() -> dict:
+        return ema.state_dict() if ema is not None else model.state_dict()
+
+    def snapshot() -> dict:
+        return {
+            "kind": spec.kind,
+            "resume_key": resume_key,
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
+            "generator": generator.get_state() if generator is not None else None,
+            "history": history,
+            "best_val": best_val,
+            "best_model": best_model,
+        }
+
+    def checkpoint() -> None:
+        save_checkpoint(checkpoint_path, snapshot())
+        write_history(history, history_path)
+
+    eval_model = copy.deepcopy(model) if validate is not None else None
+    bar = tqdm(
+        total=spec.total_steps, initial=step, desc=f"train {spec.kind}", disable=not spec.progress, mininterval=5
+    )
+    with preemption_signals() as stop:
+        while step < spec.total_steps:
+            lr = lr_at(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            model.train()
+            optimizer.zero_grad(set_to_none=True)
+            loss, logs = compute_loss(step)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLoss(
+                    f"{spec.kind} training: the loss is {value} at step {step + 1}; stopping. The last good checkpoint "
+                    f"({checkpoint_path}, step {step - step % spec.checkpoint_every}) is kept; "
+                    "lower the learning rate or check the inputs"
+                )
+            loss.backward()
+            if spec.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+            optimizer.step()
+            if ema is not None:
+                ema.update(model)
+            step += 1
+            bar.update(1)
+            record = {"step": step, "lr": lr, "loss": value, **logs}
+            if validate is not None and (step % spec.validate_every == 0 or step == spec.total_steps):
+                eval_model.load_state_dict(weights_for_eval())
+                eval_model.eval()
+                val = float(validate(eval_model))
+                record["val_loss"] = val
+                if val < best_val:
+                    best_val = val
+                    best_model = {k: v.detach().clone() for k, v in weights_for_eval().items()}
+                log.info(
+                    "%s step %d: loss %.5g, val_loss %.5g (best %.5g), lr %.3g",
+                    spec.kind,
+                    step,
+                    value,
+                    val,
+                    best_val,
+                    lr,
+                )
+            history.append(record)
+            bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+            if step % spec.checkpoint_every == 0 or step == spec.total_steps:
+                checkpoint()
+            if stop():
+                checkpoint()
+                bar.close()
+                raise StopRequested(
+                    f"{spec.kind} training stopped by signal at step {step}; checkpoint written to {checkpoint_path}"
+                )
+    bar.close()
+    if best_model is None:
+        best_model = {k: v.detach().clone() for k, v in weights_for_eval().items()}
+    final = snapshot()
+    final["best_model"] = best_model
+    return final
+
+
+def write_history(history: list[dict], path) -> None:
+    """Loss curves as CSV (one row per step; val_loss where validated), atomically."""
+    import pandas as pd  # here, not at the top: generation jobs import this module and never need it
+
+    if history:
+        write_csv(pd.DataFrame(history), path)

@@ -1,0 +1,19 @@
+"""rule overlap_pair: sample the pair of boxes Fig. 6 shows."""
+
+from lodi_core.generation.jobs import run_overlap_pair
+from lodi_core.runtime import pick_device, run_script
+
+
+def main():
+    p = snakemake.params
+    run_overlap_pair(
+        snakemake.input.model,
+        snakemake.input.halos,
+        snakemake.output[0],
+        int(p.overlap),
+        int(p.seed),
+        pick_device(p.device),
+    )
+
+
+run_script(main, snakemake.log[0], snakemake.threads)
