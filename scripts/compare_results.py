@@ -47,11 +47,17 @@ def _tensors(obj, prefix=""):
     return out, meta
 
 
+def _datasets(f: h5py.File) -> set[str]:
+    names = set()
+    f.visititems(lambda name, obj: names.add(name) if isinstance(obj, h5py.Dataset) else None)
+    return names
+
+
 def compare_hdf5(a: Path, b: Path) -> tuple[list[str], list[str]]:
-    """(data differences, attribute differences) of two HDF5 files."""
+    """(data differences, attribute differences) of two HDF5 files (every dataset, in groups too)."""
     diffs, notes = [], []
     with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
-        names_a, names_b = set(fa.keys()), set(fb.keys())
+        names_a, names_b = _datasets(fa), _datasets(fb)
         if names_a != names_b:
             diffs.append(f"datasets differ: {sorted(names_a ^ names_b)}")
         for name in sorted(names_a & names_b):
