@@ -16,6 +16,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lodi_core.config import load_config  # noqa: E402
+
+#: the paper's setting and the embedded CPU default: the sizes the benchmarks time
+PAPER_CONFIG = load_config(ROOT / "config" / "paper.yaml")
+DEFAULT_CONFIG = load_config(ROOT / "config" / "config.yaml")
+
 
 def sync(device) -> None:
     if torch.device(device).type == "cuda":

@@ -13,16 +13,16 @@ import argparse
 import time
 
 import torch
-from _common import peak_memory, reset_peak, sync, write
+from _common import DEFAULT_CONFIG, PAPER_CONFIG, peak_memory, reset_peak, sync, write
 
 from lodi_core.data.transforms import LogTransform
 from lodi_core.data.windows import sliding_window_apply
 from lodi_core.generation.jobs import GenerationConfig, stage_boxes
 from lodi_core.generation.overlap import VolumeState, merge_boxes, sample_stage_shard
-from lodi_core.models.halogen import CHANNELS_LAST, HALOgen, HalogenConfig
-from lodi_core.models.lodi import BoxSampler
-from lodi_core.models.unet import Denoiser, DenoiserConfig
-from lodi_core.models.vdm import VDM, VDMConfig
+from lodi_core.models.halogen import HALOgen, HalogenConfig
+from lodi_core.models.lodi import BoxSampler, build_vdm
+from lodi_core.models.unet import DenoiserConfig
+from lodi_core.models.vdm import VDMConfig
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true")
@@ -30,21 +30,24 @@ parser.add_argument("--sequential-boxes", type=int, default=40)
 parser.add_argument("--batch-size", type=int, default=128)
 args = parser.parse_args()
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-if args.quick:
-    N, BOX, OVERLAP, T, WINDOW = 64, 16, 4, 10, 32
-    halo_cfg = HalogenConfig(channels=(8, 16, 32), bottleneck_channels=32)
-    den_cfg = DenoiserConfig(channels=(16, 32), blocks_per_level=1, embed_dim=32, attention_heads=4)
-else:
-    N, BOX, OVERLAP, T, WINDOW = 256, 32, 4, 50, 64
-    halo_cfg = HalogenConfig(channels=(64, 128, 256), bottleneck_channels=512, blocks_per_stage=2)
-    den_cfg = DenoiserConfig(channels=(64, 128, 256), blocks_per_level=2, embed_dim=128, attention_heads=4)
+CONFIG = DEFAULT_CONFIG if args.quick else PAPER_CONFIG  # the embedded default's sizes, or the paper's
+N, BOX, OVERLAP, WINDOW = (
+    64 if args.quick else 256,
+    CONFIG["lodi"]["train"]["box"],
+    4,
+    CONFIG["halogen"]["train"]["window"],
+)
+T = 10 if args.quick else CONFIG["lodi"]["vdm"]["timesteps"]
+halo_cfg = HalogenConfig.from_config(CONFIG)
+den_cfg = DenoiserConfig.from_config(CONFIG)
+CHANNELS_LAST = torch.channels_last_3d
 BF16 = device.type == "cuda"
 
 
 def build():
     torch.manual_seed(0)
     halogen = HALOgen(halo_cfg).to(device, memory_format=CHANNELS_LAST).eval()
-    vdm = VDM(Denoiser(den_cfg), VDMConfig(timesteps=T)).to(device).eval()
+    vdm = build_vdm(den_cfg, VDMConfig.from_config(CONFIG, timesteps=T)).to(device).eval()
     identity = LogTransform(floor=1.0, mean=(0.0,), std=(1.0,)).to_dict()
     meta = {"tb_transform": identity, "halo_transform": LogTransform(1.0, (0.0,) * 4, (1.0,) * 4).to_dict(), "box": BOX}
     return halogen, BoxSampler(vdm, meta, bf16=BF16)
@@ -99,7 +102,7 @@ def main():
     name = "generate" + ("_quick" if args.quick else "")
     halogen, sampler = build()
     dm = torch.randn(1, N, N, N, device=device)
-    cfg = GenerationConfig(overlap=OVERLAP, batch_size=args.batch_size, bf16=BF16)
+    cfg = GenerationConfig.from_config(CONFIG, overlap=OVERLAP, batch_size=args.batch_size, bf16=BF16)
     result = {
         "device": str(device),
         "grid": N,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import ROOT, write
+from _common import PAPER_CONFIG, ROOT, write
 
 from lodi_core.analysis.halogen_eval import evaluate_halos
 from lodi_core.analysis.metrics import power_residual, volume_metrics
@@ -49,15 +49,15 @@ out_dir.mkdir(parents=True, exist_ok=True)
 
 if args.quick:
     NP, BOX, NG, WINDOW, LBOX = 32, 8.0, 32, 16, 8
-    halo_net = HalogenConfig(channels=(4, 8, 8), bottleneck_channels=8)
-    den_net = DenoiserConfig(channels=(8, 16), blocks_per_level=1, embed_dim=16, norm_groups=4, attention_heads=2)
+    halo_net = HalogenConfig.from_config(PAPER_CONFIG, channels=(4, 8, 8), bottleneck_channels=8, blocks_per_stage=1)
+    den_net = DenoiserConfig.from_config(
+        PAPER_CONFIG, channels=(8, 16), blocks_per_level=1, embed_dim=16, norm_groups=4, attention_heads=2
+    )
     T = 10
 else:
     NP, BOX, NG, WINDOW, LBOX = 128, 12.5, 128, 64, 32
-    halo_net = HalogenConfig(channels=(32, 64, 128), bottleneck_channels=256, blocks_per_stage=2)
-    den_net = DenoiserConfig(
-        channels=(64, 128, 256), blocks_per_level=2, embed_dim=128, norm_groups=8, attention_heads=4
-    )
+    halo_net = HalogenConfig.from_config(PAPER_CONFIG, channels=(32, 64, 128), bottleneck_channels=256)
+    den_net = DenoiserConfig.from_config(PAPER_CONFIG)
     T = 50
 SIMS = {"CV_0": 201, "CV_1": 202, "CV_2": 203, "CV_3": 204}  # CV_3 held out
 timing = {}
@@ -78,7 +78,8 @@ def main():
     timing["simulations_and_grids_s"] = time.time() - t0
 
     t0 = time.time()
-    hcfg = HalogenTrainConfig(
+    hcfg = HalogenTrainConfig.from_config(
+        PAPER_CONFIG,
         window=WINDOW,
         train_stride=WINDOW // 2,
         augment_copies=4,
@@ -91,7 +92,7 @@ def main():
         [grid_files["CV_0"], grid_files["CV_1"]],
         halo_net,
         hcfg,
-        LossConfig(),
+        LossConfig.from_config(PAPER_CONFIG),
         work / "h.ckpt",
         out_dir / "halogen_history.csv",
         device,
@@ -102,7 +103,8 @@ def main():
     net, meta = load_halogen(work / "halogen.pt", device)
     test, attrs = read_grids(grid_files["CV_3"])
     t0 = time.time()
-    pred = predict_halos(net, meta, test["dm"], stride=16 if not args.quick else 8).cpu().numpy()
+    inference = {**PAPER_CONFIG["halogen"]["inference"], "stride": 16 if not args.quick else 8}
+    pred = predict_halos(net, meta, test["dm"], **inference).cpu().numpy()
     timing["halogen_inference_s"] = time.time() - t0
     halo_eval = evaluate_halos(pred, test["halos"], BOX)
     for name, table in halo_eval.items():
@@ -117,7 +119,8 @@ def main():
     )
 
     t0 = time.time()
-    lcfg = LodiTrainConfig(
+    lcfg = LodiTrainConfig.from_config(
+        PAPER_CONFIG,
         box=LBOX,
         candidate_stride=LBOX // 2,
         batch_size=16 if not args.quick else 4,
@@ -133,7 +136,7 @@ def main():
     content = train_lodi(
         [grid_files[s] for s in ("CV_0", "CV_1", "CV_2")],
         den_net,
-        VDMConfig(timesteps=T),
+        VDMConfig.from_config(PAPER_CONFIG, timesteps=T),
         lcfg,
         work / "l.ckpt",
         out_dir / "lodi_history.csv",
@@ -143,7 +146,7 @@ def main():
     save_checkpoint(work / "lodi.pt", content)
     timing["lodi_training_s"] = time.time() - t0
     sampler = BoxSampler.load(work / "lodi.pt", device)
-    cfg = GenerationConfig(overlap=4, batch_size=128)
+    cfg = GenerationConfig.from_config(PAPER_CONFIG, overlap=4, batch_size=128, shards=1)
     rows, boxwise = [], []
     for cond_name, halos in (("halogen", torch.from_numpy(pred)), ("true_halos", torch.from_numpy(test["halos"]))):
         cond = sampler.condition(halos.unsqueeze(0).to(device))[0]

@@ -19,16 +19,17 @@ import sys
 import time
 
 import torch
-from _common import peak_memory, reset_peak, sync, time_steps, write
+from _common import DEFAULT_CONFIG, PAPER_CONFIG, peak_memory, reset_peak, sync, time_steps, write
 from torch.utils.flop_counter import FlopCounterMode
 
 from lodi_core.data.windows import sliding_window_apply, window_origins
-from lodi_core.models.halogen import CHANNELS_LAST, HALOgen, HalogenConfig, LossConfig, dense_equivalent, halogen_loss
+from lodi_core.models.halogen import HALOgen, HalogenConfig, LossConfig, dense_equivalent, halogen_loss
 
 quick = "--quick" in sys.argv
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-PAPER = HalogenConfig(channels=(64, 128, 256), bottleneck_channels=512, blocks_per_stage=2)
-TINY = HalogenConfig(channels=(8, 16, 32), bottleneck_channels=32)
+CHANNELS_LAST = torch.channels_last_3d
+PAPER = HalogenConfig.from_config(PAPER_CONFIG)
+TINY = HalogenConfig.from_config(DEFAULT_CONFIG)
 net_cfg = TINY if quick else PAPER
 window, batch, n_box, stride = (32, 4, 64, 16) if quick else (64, 16, 256, 16)
 steps = 3 if quick else 10
@@ -79,7 +80,7 @@ def training(bf16: bool, memory_format) -> dict:
     x = torch.randn(batch, 1, window, window, window, device=device).contiguous(memory_format=memory_format)
     y = torch.randn(batch, 4, window, window, window, device=device)
     m = torch.rand_like(y) / y.numel()
-    loss_cfg = LossConfig()
+    loss_cfg = LossConfig.from_config(PAPER_CONFIG)
 
     def step():
         opt.zero_grad(set_to_none=True)

@@ -9,15 +9,16 @@ import sys
 import time
 
 import torch
-from _common import peak_memory, reset_peak, sync, time_steps, write
+from _common import DEFAULT_CONFIG, PAPER_CONFIG, peak_memory, reset_peak, sync, time_steps, write
 
-from lodi_core.models.unet import Denoiser, DenoiserConfig
-from lodi_core.models.vdm import VDM, VDMConfig
+from lodi_core.models.lodi import build_vdm
+from lodi_core.models.unet import DenoiserConfig
+from lodi_core.models.vdm import VDMConfig
 
 quick = "--quick" in sys.argv
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-PAPER = DenoiserConfig(channels=(64, 128, 256), blocks_per_level=2, embed_dim=128, norm_groups=8, attention_heads=4)
-TINY = DenoiserConfig(channels=(16, 32), blocks_per_level=1, embed_dim=32, norm_groups=8, attention_heads=4)
+PAPER = DenoiserConfig.from_config(PAPER_CONFIG)
+TINY = DenoiserConfig.from_config(DEFAULT_CONFIG)
 net_cfg = TINY if quick else PAPER
 box, batch, T = (16, 4, 10) if quick else (32, 16, 50)
 sample_batch = 8 if quick else 125  # the largest stage of the paper's grid
@@ -33,7 +34,7 @@ def variants():
 
 def build(compile_):
     torch.manual_seed(0)
-    model = VDM(Denoiser(net_cfg), VDMConfig(timesteps=T)).to(device)
+    model = build_vdm(net_cfg, VDMConfig.from_config(PAPER_CONFIG, timesteps=T)).to(device)
     if compile_:
         model.denoiser = torch.compile(model.denoiser)
     return model
@@ -95,7 +96,9 @@ def main():
         "box": box,
         "batch": batch,
         "timesteps": T,
-        "parameters": sum(p.numel() for p in Denoiser(net_cfg).parameters()),
+        "parameters": sum(
+            p.numel() for p in build_vdm(net_cfg, VDMConfig.from_config(PAPER_CONFIG)).denoiser.parameters()
+        ),
         "training": {},
         "sampling": {},
     }
