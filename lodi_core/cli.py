@@ -39,7 +39,7 @@ def _generate(args) -> None:
     if args.periodic:
         overrides["periodic"] = True
     if args.fp32:
-        overrides["bf16"] = False
+        overrides["bf16"] = inference["bf16"] = False
     cfg = GenerationConfig.from_config(config, **overrides)
     device = pick_device(args.device)
     halogen, meta = load_halogen(args.halogen, device)
@@ -55,18 +55,8 @@ def _generate(args) -> None:
         cosmology=Cosmology(**g["cosmology"]) if g.get("cosmology") else Cosmology(),
     )
     grids, attrs = dm_only_grid(args.dm_snapshot, spec, n, device)
-    halos = predict_halos(
-        halogen,
-        meta,
-        grids["dm"].cpu().numpy(),
-        inference["stride"],
-        inference["periodic"],
-        inference["post_threshold"],
-        inference["batch_size"],
-        bf16=cfg.bf16,
-        progress=True,
-    )
-    sampler = BoxSampler.load(args.lodi, device, bf16=cfg.bf16)
+    halos = predict_halos(halogen, meta, grids["dm"].cpu().numpy(), **inference, progress=True)
+    sampler = BoxSampler.load(args.lodi, device, cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
     cond = sampler.condition(halos.unsqueeze(0).to(device))[0]
     if args.method == "latent_overlap":
         x0 = generate_volume(sampler, cond, args.seed, args.name, cfg, progress=True).x0
@@ -109,7 +99,7 @@ def main(argv=None) -> int:
     gen.add_argument("--stride", type=int, help="HALOgen sliding-window stride")
     gen.add_argument("--post-threshold", type=float)
     gen.add_argument("--device", default="auto")
-    gen.add_argument("--fp32", action="store_true", help="no bf16 autocast on the GPU")
+    gen.add_argument("--fp32", action="store_true", help="no bf16 autocast (HALOgen and LODI)")
     args = parser.parse_args(argv)
     setup_logging()
     try:

@@ -25,6 +25,11 @@ def tiny(section_class, **overrides):
     return section_class.from_config(TINY_CONFIG, **overrides)
 
 
+def tiny_inference(**overrides) -> dict:
+    """HALOgen's inference settings (keyword arguments of predict_halos) of the tiny configuration."""
+    return {**TINY_CONFIG["halogen"]["inference"], **overrides}
+
+
 def paper(section_class, **overrides):
     """A config section of the paper's configuration, with ``overrides``."""
     return section_class.from_config(PAPER_CONFIG, **overrides)

@@ -153,7 +153,7 @@ def test_model_figures_build(lodi_model, grid_file, tmp_path):
     the 8 stage states converted to T_b."""
     model, content = lodi_model
     pdf, png = figure_paths(tmp_path, "fig6")
-    run_overlap_pair(model, grid_file, tmp_path / "pair.h5", OVERLAP, 0, "cpu")
+    run_overlap_pair(model, grid_file, tmp_path / "pair.h5", tiny(GenerationConfig, overlap=OVERLAP), 0, "cpu")
     from_files.plot_overlap_pair(tmp_path / "pair.h5", "test", pdf, png)
     assert_written(pdf, png)
     states = state_files(tmp_path, int(content["box"]))
@@ -339,6 +339,16 @@ def test_every_figure_target_resolves_to_a_rule(tmp_path):
                 made_by[p.strip()] = rule
     for target, rule in expected.items():
         assert made_by.get(f"{results}/{target}") == rule, (target, rule, made_by.get(f"{results}/{target}"))
-    # both seeds are generated for the seed-wise figures, only the first seed for Fig. 5
+    # latent overlap for every seed (the seed-wise figures), tiling and averaging for the first
+    # generation.comparison_seeds (1 here) only
     assert f"{results}/generated/{sim}/latent_overlap_seed3.h5" in made_by
-    assert f"{results}/generated/{sim}/tiling_seed3.h5" in made_by  # rk, tb_pdf and metrics use every method
+    assert f"{results}/generated/{sim}/tiling_seed3.h5" not in made_by
+
+
+def test_residual_summaries_by_hand():
+    """max and mean |dP/P| over the bins with k <= k_max, on a hand-made table."""
+    table = pd.DataFrame({"k": [0.5, 1.0, 2.0, 6.0], "residual": [0.2, -0.4, 0.1, -3.0]})
+    assert metrics.max_abs_residual(table, 1.0) == pytest.approx(0.4)
+    assert metrics.mean_abs_residual(table, 1.0) == pytest.approx(0.3)
+    assert metrics.mean_abs_residual(table, 5.0) == pytest.approx(0.7 / 3)
+    assert np.isnan(metrics.mean_abs_residual(table, 0.1))

@@ -4,7 +4,7 @@ sliding-window inference, training and exact resume."""
 import numpy as np
 import pytest
 import torch
-from grid_data import paper, tiny
+from grid_data import paper, tiny, tiny_inference
 
 from lodi_core.analysis.halogen_eval import evaluate_halos
 from lodi_core.data.augment import CUBE_SYMMETRIES, apply_symmetry, invert_symmetry
@@ -205,7 +205,7 @@ def test_prediction_and_evaluation_shapes(grid_file, tmp_path):
     from lodi_core.io import read_grids
 
     data, attrs = read_grids(grid_file)
-    rho = predict_halos(net, meta, data["dm"], stride=8, periodic=False, post_threshold=9.5, batch_size=8)
+    rho = predict_halos(net, meta, data["dm"], **tiny_inference(stride=8, batch_size=8, bf16=False))
     assert rho.shape == (4, 32, 32, 32) and torch.isfinite(rho).all() and (rho >= 0).all()
     nonzero = rho[rho > 0]
     assert nonzero.numel() == 0 or float(nonzero.min()) >= 10**9.5

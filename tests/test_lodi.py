@@ -1,12 +1,14 @@
 """LODI data selection, training, the sampling API and determinism."""
 
 import numpy as np
+import pytest
 import torch
 from grid_data import TINY_NET, tiny
 
 from lodi_core.models.lodi import BoxSampler, box_noise
 from lodi_core.models.vdm import VDMConfig, alpha, sigma
-from lodi_core.training.lodi import LodiTrainConfig, select_subvolumes, train_lodi
+from lodi_core.training.lodi import LodiTrainConfig, lr_at, select_subvolumes, train_lodi
+from lodi_core.training.loop import EMA
 
 
 def test_selection_keeps_what_the_rule_says():
@@ -99,3 +101,35 @@ def test_box_sampler_is_deterministic_and_inverts_the_normalisation(lodi_model):
     a2, s2 = alpha(sampler.gammas) ** 2, sigma(sampler.gammas) ** 2
     torch.testing.assert_close(a2 + s2, torch.ones_like(a2))
     assert torch.all(torch.diff(a2 / s2) < 0)
+
+
+def test_lr_schedules():
+    """Linear warm-up, then cosine to lr_min at the last iteration, or constant."""
+    cosine = tiny(LodiTrainConfig, lr=1e-3, lr_min=1e-5, warmup=10, iterations=110, lr_schedule="cosine")
+    assert lr_at(0, cosine) == pytest.approx(1e-4) and lr_at(9, cosine) == pytest.approx(1e-3)
+    assert lr_at(60, cosine) == pytest.approx(0.5 * (1e-3 + 1e-5)) and lr_at(110, cosine) == pytest.approx(1e-5)
+    constant = tiny(LodiTrainConfig, lr=1e-3, warmup=10, iterations=110, lr_schedule="constant")
+    assert lr_at(4, constant) == pytest.approx(5e-4) and lr_at(60, constant) == lr_at(10**6, constant) == 1e-3
+
+
+def test_ema_decay_ramp():
+    """With warm-up the n-th update (n from 0) averages with decay min(decay, (1 + n) / (10 + n)):
+    0.1, 2/11, 3/12, ...; without, decay throughout."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema, plain = EMA(model, 0.5, warmup=True), EMA(model, 0.5)
+    expected_ramp, expected_plain = 0.0, 0.0
+    for n, value in enumerate((1.0, 2.0, 3.0, 4.0)):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        d = min(0.5, (1 + n) / (10 + n))
+        expected_ramp = d * expected_ramp + (1 - d) * value
+        expected_plain = 0.5 * expected_plain + 0.5 * value
+        ema.update(model)
+        plain.update(model)
+        assert float(ema.weights()["weight"]) == pytest.approx(expected_ramp)
+        assert float(plain.weights()["weight"]) == pytest.approx(expected_plain)
+    restored = EMA(model, 0.5, warmup=True)
+    restored.load_state_dict(ema.state_dict())
+    assert restored.updates == 4 and restored.current_decay() == ema.current_decay() == pytest.approx(5 / 14)

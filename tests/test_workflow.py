@@ -72,9 +72,10 @@ def test_all_outputs_exist_with_units(workflow_results):
 
 def test_stage_jobs_give_exactly_the_in_process_volume(workflow_results):
     r = workflow_results
-    sampler = BoxSampler.load(r / "lodi/model.pt", "cpu")
+    cfg = tiny(GenerationConfig)  # the settings the workflow's jobs ran with
+    sampler = BoxSampler.load(r / "lodi/model.pt", "cpu", cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
     cond, _ = load_condition(sampler, r / "halogen/predicted/CV_1.h5")
-    state = generate_volume(sampler, cond, 0, "CV_1", tiny(GenerationConfig, overlap=2, shards=2, batch_size=16))
+    state = generate_volume(sampler, cond, 0, "CV_1", cfg)
     with h5py.File(r / "generated/CV_1/latent_overlap_seed0.h5") as f:
         staged = torch.from_numpy(f["tb"][...])
     assert torch.equal(sampler.to_tb(state.x0).float(), staged)
@@ -150,9 +151,10 @@ def test_a_killed_stage_is_redone_and_earlier_stages_are_not(workflow_results):
     assert snakemake(r, "--unlock").returncode == 0  # a killed Snakemake leaves its lock behind
     out = snakemake(r, target)
     assert out.returncode == 0, out.stderr[-2000:]
-    sampler = BoxSampler.load(r / "lodi/model.pt", "cpu")
+    cfg = tiny(GenerationConfig)
+    sampler = BoxSampler.load(r / "lodi/model.pt", "cpu", cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
     cond, _ = load_condition(sampler, r / "halogen/predicted/CV_1.h5")
-    state = generate_volume(sampler, cond, seed, "CV_1", tiny(GenerationConfig, overlap=2, shards=2, batch_size=16))
+    state = generate_volume(sampler, cond, seed, "CV_1", cfg)
     with h5py.File(target) as f:
         assert torch.equal(sampler.to_tb(state.x0).float(), torch.from_numpy(f["tb"][...]))
 

@@ -522,3 +522,93 @@ def loss_curve_figure(history: pd.DataFrame, title: str, *paths) -> None:
     ax.legend()
     ax.set_title(title)
     save_figure(fig, *paths)
+
+
+#: the learning-curve panels: column, label, target line (the paper's accuracy, where it has one)
+CURVE_PANELS = [
+    ("mean_abs_residual_k1", "mean |dP/P|, k <= 1 h/Mpc", 0.1),
+    ("mean_abs_residual_k5", "mean |dP/P|, k <= 5 h/Mpc", 0.1),
+    ("mean_abs_residual_k10", "mean |dP/P|, k <= 10 h/Mpc", 0.1),
+    ("max_abs_residual_k1", "max |dP/P|, k <= 1 h/Mpc", None),
+    ("max_abs_residual_k5", "max |dP/P|, k <= 5 h/Mpc", None),
+    ("max_abs_residual_k10", "max |dP/P|, k <= 10 h/Mpc", None),
+    ("r_k1", "r(k = 1 h/Mpc)", 0.9),
+    ("r_k5", "r(k = 5 h/Mpc)", None),
+    ("pdf_distance_dex", "PDF distance [dex]", None),
+    ("mean_tb_ratio", "<T_b> generated / target", 1.0),
+    ("seam_metric", "seam metric (1: no seams)", 1.0),
+]
+CONDITION_COLOURS = {"true_halos": "C3", "halogen": "C0"}
+BASELINE_STYLES = {"halo_model_true": ("C5", "--"), "halo_model": ("C1", ":"), "ldl": ("C9", "-.")}
+
+
+def learning_curve_figure(table: pd.DataFrame, main: str, title: str, *paths) -> None:
+    """Every metric of the convergence study against training wall time: the ``main`` variant
+    as lines (mean and spread over simulations and seeds, one colour per halo condition), the
+    other variants (ablations) as labelled points, the baselines as horizontal lines and the
+    paper's accuracy as a grey line; last panel: HALOgen's halo mass recovered per channel."""
+    lodi = table[table["model"] == "lodi"]
+    base = table[table["model"] == "baseline"]
+    halogen = table[table["model"] == "halogen"]
+    n = len(CURVE_PANELS) + 1
+    cols = 4
+    fig, axes = plt.subplots(
+        (n + cols - 1) // cols,
+        cols,
+        figsize=(4.4 * cols, 3.3 * ((n + cols - 1) // cols)),
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax, (column, label, target) in zip(axes.flat, CURVE_PANELS):
+        for cond, rows in lodi[lodi["variant"] == main].groupby("condition"):
+            g = rows.groupby("step").agg(t=("time_s", "mean"), m=(column, "mean"), s=(column, "std")).reset_index()
+            colour = CONDITION_COLOURS.get(cond, "C4")
+            ax.errorbar(
+                g["t"],
+                g["m"],
+                yerr=g["s"].fillna(0),
+                color=colour,
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=f"{main}, {cond}",
+            )
+        others = lodi[lodi["variant"] != main]
+        for i, ((variant, cond), rows) in enumerate(others.groupby(["variant", "condition"])):
+            g = rows.groupby("step").agg(t=("time_s", "mean"), m=(column, "mean")).reset_index()
+            ax.plot(
+                g["t"],
+                g["m"],
+                ls="none",
+                marker="^sdvP*XhD<>"[i % 11],
+                ms=5,
+                color=f"C{(i + 5) % 10}",
+                label=f"{variant}, {cond}",
+            )
+        if column in base:
+            for method, rows in base.groupby("variant"):
+                colour, ls = BASELINE_STYLES.get(method, ("0.4", "--"))
+                ax.axhline(rows[column].mean(), color=colour, ls=ls, lw=1, label=METHOD_LABELS.get(method, method))
+        if target is not None:
+            ax.axhline(target, color="0.6", lw=2.5, alpha=0.4, zorder=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("training wall time [s]")
+        ax.set_title(label, fontsize=9)
+        if column.startswith(("mean_abs", "max_abs")):
+            ax.set_yscale("log")
+    ax = axes.flat[len(CURVE_PANELS)]
+    for channel, rows in halogen.groupby("channel"):
+        g = rows.groupby("epoch").agg(t=("time_s", "mean"), m=("mass_recovered", "mean")).reset_index()
+        ax.plot(g["t"], g["m"], marker="o", ms=3, label=f"HALOgen ch{channel}")
+    ax.axhline(1.0, color="0.6", lw=2.5, alpha=0.4, zorder=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("HALOgen training wall time [s]")
+    ax.set_title("halo mass recovered", fontsize=9)
+    ax.legend(fontsize=6)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(5, len(handles)), fontsize=7)
+    fig.suptitle(f"{title} (grey: the paper's accuracy)")
+    save_figure(fig, *paths)

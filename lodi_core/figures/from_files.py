@@ -15,6 +15,7 @@ from ..io import load_checkpoint, read_grids, read_hdf5
 from .builders import (
     baselines_figure,
     halos_figure,
+    learning_curve_figure,
     loss_curve_figure,
     methods_figure,
     overlap_pair_figure,
@@ -180,3 +181,8 @@ def plot_baselines(grid_path, volume_paths, title, *paths) -> None:
 def plot_training(history_csv, title: str, *paths) -> None:
     """Loss curves of a training run from its history CSV."""
     loss_curve_figure(pd.read_csv(history_csv), title, *paths)
+
+
+def plot_learning_curve(table_csv, main: str, title: str, *paths) -> None:
+    """The convergence study's figure from results/study/learning_curve.csv."""
+    learning_curve_figure(pd.read_csv(table_csv), main, title, *paths)

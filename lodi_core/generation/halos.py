@@ -9,8 +9,8 @@ import torch
 from ..data.transforms import LogTransform
 from ..data.windows import sliding_window_apply
 from ..io import InputError
-from ..models.halogen import CHANNELS_LAST, HALOgen
-from ..runtime import autocast
+from ..models.halogen import HALOgen
+from ..runtime import autocast, memory_format
 
 
 @torch.no_grad()
@@ -22,13 +22,17 @@ def predict_halos(
     periodic: bool,
     post_threshold: float | None,
     batch_size: int,
-    bf16: bool = True,
+    bf16: bool,
+    channels_last: bool,
     progress: bool = False,
 ) -> torch.Tensor:
     """HALOgen on a whole box: windows of the training size every ``stride`` cells,
     overlaps averaged (Sec. 2.1.1), inverted to Msun (Mpc/h)^-3, and voxels with
-    log10 rho_h < ``post_threshold`` set to 0 (Sec. 3.1)."""
+    log10 rho_h < ``post_threshold`` set to 0 (Sec. 3.1); ``bf16`` autocast and the
+    ``channels_last`` layout for speed (config ``halogen.inference``)."""
     device = next(model.parameters()).device
+    fmt = memory_format(channels_last)
+    model = model.to(memory_format=fmt)
     window = int(meta["window"])
     if min(dm.shape) < window:
         raise InputError("dm", f"box of {dm.shape[0]}^3 cells is smaller than the HALOgen window {window}^3")
@@ -38,7 +42,7 @@ def predict_halos(
 
     def fn(batch):
         with autocast(device, bf16):
-            return model(batch.contiguous(memory_format=CHANNELS_LAST)).float()
+            return model(batch.contiguous(memory_format=fmt)).float()
 
     y = sliding_window_apply(
         x, fn, window, stride, periodic, batch_size, out_channels=model.cfg.out_channels, progress=progress

@@ -33,6 +33,9 @@ class GenerationConfig(ConfigSection):
     batch_size: int
     resample: int
     bf16: bool
+    variance: str  # reverse-step variance: "posterior" (Eq. 14) or "analytic" (vdm.reverse_step)
+    channels_last: bool  # channels-last-3d layout of the denoiser and its inputs
+    clip: bool  # keep every step's x_hat within the training data's range (vdm.clip_prediction)
 
 
 def load_condition(sampler: BoxSampler, halos_path) -> tuple[torch.Tensor, dict]:
@@ -80,7 +83,7 @@ def run_stage_shard(
 ) -> None:
     """One Snakemake stage job: sample shard ``shard`` of stage ``stage`` and write the x_0
     of its boxes."""
-    sampler = BoxSampler.load(model_path, device, cfg.bf16)
+    sampler = BoxSampler.load(model_path, device, cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
     cond, _ = load_condition(sampler, halos_path)
     n, box = cond.shape[-1], int(sampler.meta["box"])
     state = read_state(state_path, n, sampler.device) if state_path else VolumeState.empty(n, sampler.device)
@@ -159,7 +162,7 @@ def run_assemble(
     model_path, halos_path, state_path, out_path, seed: int, simulation: str, cfg: GenerationConfig, device
 ) -> None:
     """The final latent-overlap volume from the state after stage 8."""
-    sampler = BoxSampler.load(model_path, device, cfg.bf16)
+    sampler = BoxSampler.load(model_path, device, cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
     _, grid_attrs = read_grids(halos_path, ())
     n = int(grid_attrs["n_grid"])
     state = read_state(state_path, n, sampler.device)
@@ -207,7 +210,7 @@ def generate_baseline(
 def run_baseline(
     model_path, halos_path, out_path, method: str, seed: int, simulation: str, cfg: GenerationConfig, device
 ) -> None:
-    sampler = BoxSampler.load(model_path, device, cfg.bf16)
+    sampler = BoxSampler.load(model_path, device, cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
     cond, grid_attrs = load_condition(sampler, halos_path)
     x0 = generate_baseline(sampler, cond, method, seed, simulation, cfg, progress=True)
     write_volume(
@@ -275,13 +278,14 @@ def pick_pair_origin(halos, box: int, overlap: int, axis: int = 0) -> tuple:
 
 
 def run_overlap_pair(
-    model_path, halos_path, out_path, overlap: int, seed: int, device, axis: int = 0, n_steps: int = 4
+    model_path, halos_path, out_path, cfg: GenerationConfig, seed: int, device, axis: int = 0, n_steps: int = 4
 ) -> None:
-    """The Fig. 6 job: sample one overlapping pair of boxes on a simulation's halo channels
-    (:func:`overlap.pair_trajectory`, at the pair holding the most halo mass) and write the
-    normalised latents of box B at ``n_steps`` + 1 reverse steps, with latent overlap and
-    independently, and the final T_b (mK) of A and of both Bs."""
-    sampler = BoxSampler.load(model_path, device, bf16=False)
+    """The Fig. 6 job: sample one overlapping pair of boxes (overlapping by ``cfg.overlap``) on a
+    simulation's halo channels (:func:`overlap.pair_trajectory`, at the pair holding the most
+    halo mass) in fp32 and write the normalised latents of box B at ``n_steps`` + 1 reverse
+    steps, with latent overlap and independently, and the final T_b (mK) of A and of both Bs."""
+    overlap = cfg.overlap
+    sampler = BoxSampler.load(model_path, device, False, cfg.variance, cfg.channels_last, cfg.clip)
     cond, _ = load_condition(sampler, halos_path)
     halos, _ = read_grids(halos_path, ("halos",))
     box = int(sampler.meta["box"])

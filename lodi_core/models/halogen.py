@@ -20,9 +20,6 @@ from torch import nn
 from ..config import ConfigSection
 from ..io import InputError, load_checkpoint
 
-#: grouped 3D convolutions run about twice as fast in channels-last layout (measured on CPU)
-CHANNELS_LAST = torch.channels_last_3d
-
 
 @dataclass(frozen=True)
 class HalogenConfig(ConfigSection):
@@ -276,7 +273,7 @@ def halogen_loss(pred, target, mask, model: nn.Module | None, cfg: LossConfig) -
 def load_halogen(path, device="cpu") -> tuple[HALOgen, dict]:
     """The trained network (eval mode) and the model file's metadata."""
     state = load_checkpoint(path, kind="halogen", map_location=device)
-    net = HALOgen(HalogenConfig.from_dict(state["network"])).to(device, memory_format=CHANNELS_LAST)
+    net = HALOgen(HalogenConfig.from_dict(state["network"])).to(device)
     try:
         net.load_state_dict(state["model"])
     except RuntimeError as err:

@@ -7,9 +7,9 @@ import torch
 
 from ..data.transforms import LogTransform
 from ..io import InputError, load_checkpoint
-from ..runtime import autocast
+from ..runtime import autocast, memory_format
 from .unet import Denoiser, DenoiserConfig
-from .vdm import VDM, VDMConfig, sample_loop
+from .vdm import VDM, VDMConfig, clip_prediction, sample_loop
 
 
 def build_vdm(net_cfg: DenoiserConfig, vdm_cfg: VDMConfig) -> VDM:
@@ -45,10 +45,22 @@ class BoxSampler:
 
     ``condition(halos)`` normalises physical halo channels (B, 4, b, b, b) in
     Msun (Mpc/h)^-3; ``sample`` runs :func:`vdm.sample_loop` on boxes (with the hooks latent
-    overlap needs); ``gammas`` is the sampling grid; ``to_tb`` inverts the T_b normalisation (mK)."""
+    overlap needs); ``gammas`` is the sampling grid; ``to_tb`` inverts the T_b normalisation (mK).
+    ``variance``: "posterior" steps with q(z_s | z_t, x_hat) (Eq. 14); "analytic" adds the
+    spread of x given z_t stored in the model file (:meth:`vdm.VDM.x_variance`). ``clip``: the
+    x_hat of every step is kept within the training data's range (:func:`vdm.clip_prediction`)."""
 
-    def __init__(self, model: VDM, meta: dict, bf16: bool = True):
-        self.model = model
+    def __init__(
+        self,
+        model: VDM,
+        meta: dict,
+        bf16: bool = True,
+        variance: str = "posterior",
+        channels_last: bool = False,
+        clip: bool = False,
+    ):
+        self.format = memory_format(channels_last)
+        self.model = model.to(memory_format=self.format)
         self.meta = meta
         self.device = next(model.parameters()).device
         self.bf16 = bf16
@@ -56,11 +68,30 @@ class BoxSampler:
         self.halo_transform = LogTransform.from_dict(meta["halo_transform"])
         self.T = model.cfg.timesteps
         self.gammas = model.gammas(self.device).float()
+        if variance not in ("posterior", "analytic"):
+            raise ValueError(f"variance must be 'posterior' or 'analytic', got {variance!r}")
+        self.x_var = None
+        if variance == "analytic":
+            if "x_variance" not in meta:
+                raise InputError(
+                    "LODI model file",
+                    "has no x_variance table (made by an older version): "
+                    "retrain it or use generation.variance: posterior",
+                )
+            self.x_var = torch.as_tensor(meta["x_variance"], dtype=torch.float32, device=self.device)
+        self.x_range = None
+        if clip:
+            if "x_range" not in meta:
+                raise InputError(
+                    "LODI model file",
+                    "has no x_range (made by an older version): retrain it or use generation.clip: false",
+                )
+            self.x_range = tuple(float(v) for v in meta["x_range"])
 
     @classmethod
-    def load(cls, path, device="cpu", bf16: bool = True) -> BoxSampler:
+    def load(cls, path, device="cpu", bf16=True, variance="posterior", channels_last=False, clip=False) -> BoxSampler:
         model, meta = load_lodi(path, device)
-        return cls(model, meta, bf16)
+        return cls(model, meta, bf16, variance, channels_last, clip)
 
     def condition(self, halos: torch.Tensor) -> torch.Tensor:
         return self.halo_transform.forward(halos.to(self.device, torch.float32), channel_dim=1)
@@ -69,7 +100,11 @@ class BoxSampler:
     def predict_noise(self, z: torch.Tensor, i: int, cond: torch.Tensor) -> torch.Tensor:
         """eps_hat at step i (t_i = i/T) of the sampling grid."""
         with autocast(self.device, self.bf16):
-            return self.model.predict_noise(z, self.gammas[i], cond).float()
+            z_in, cond = z.contiguous(memory_format=self.format), cond.contiguous(memory_format=self.format)
+            eps_hat = self.model.predict_noise(z_in, self.gammas[i], cond).float().contiguous()
+        if self.x_range is not None:
+            eps_hat = clip_prediction(eps_hat, z, self.gammas[i], *self.x_range)
+        return eps_hat
 
     @torch.no_grad()
     def sample(
@@ -79,7 +114,9 @@ class BoxSampler:
         channels), by :func:`vdm.sample_loop` from ``z_T`` (default: the first ``noise()``
         draw); ``noise``, ``impose``, ``record`` and ``resample`` are the loop's hooks."""
         z = noise() if z_T is None else z_T
-        return sample_loop(lambda z, i: self.predict_noise(z, i, cond), self.gammas, z, noise, impose, record, resample)
+        return sample_loop(
+            lambda z, i: self.predict_noise(z, i, cond), self.gammas, z, noise, impose, record, resample, self.x_var
+        )
 
     def to_tb(self, x0: torch.Tensor) -> torch.Tensor:
         """Normalised x_0 -> T_b in mK."""

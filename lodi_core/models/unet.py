@@ -2,9 +2,8 @@
 embedding, self-attention at the bottleneck, conditioned on the halo channels by
 concatenation. Residual blocks carry the paper's extra convolution (three instead of the
 two of Ono et al. 2024). As in the VDM reference code, output and residual convolutions start
-at zero and the network predicts eps_hat = z_t + correction (the "base measure"), which is
-exact at high noise, where the ancestral sampler amplifies any error in eps_hat by
-sigma_t / alpha_t."""
+at zero; what the output means (eps with the base measure eps_hat = z_t + output, v or x) is
+decided by the VDM (:func:`vdm.eps_from_output`)."""
 
 from __future__ import annotations
 
@@ -88,7 +87,7 @@ class SelfAttention(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """eps_hat = Denoiser(z_t, gamma_t, halo_channels); gamma_t enters the time embedding as
+    """Denoiser(z_t, gamma_t, halo_channels) -> the prediction read by the VDM; gamma_t enters the time embedding as
     t = (gamma_t - gamma_min) / (gamma_max - gamma_min), with the schedule's initial bounds
     (``VDMConfig``), fixed while the schedule learns."""
 
@@ -152,5 +151,4 @@ class Denoiser(nn.Module):
                 h = block(h, temb)
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2, mode="nearest"))
-        # base measure (VDM reference): eps_hat = z_t + correction, exact at high noise
-        return z_t + self.out(F.silu(self.out_norm(h)))
+        return self.out(F.silu(self.out_norm(h)))

@@ -1,6 +1,7 @@
 """Variational diffusion model (Kingma et al. 2021; Sec. 2.2), kept in pieces as the
 reference implementation (google-research/vdm) does: the noise schedule, the loss terms of
-the bound, and one pure reverse step. The denoiser (``unet.Denoiser``) only sees gamma_t.
+the bound, one pure reverse step and the one sampling loop. The denoiser (``unet.Denoiser``)
+only sees gamma_t; what its output means (eps, v or x) is this module's ``parameterization``.
 
 Forward process (Eq. 8): z_t = alpha_t x + sigma_t eps, alpha_t^2 = sigmoid(-gamma(t)),
 sigma_t^2 = sigmoid(gamma(t)), with the learned linear schedule gamma(t) = b + |w| t.
@@ -28,6 +29,21 @@ class VDMConfig(ConfigSection):
     gamma_min: float
     gamma_max: float
     antithetic_time_sampling: bool
+    parameterization: str  # what the network predicts: "eps" (the paper), "v" or "x"
+    loss_weighting: str  # "elbo" (the paper's bound) or "min_snr" (Hang et al. 2023)
+    min_snr_gamma: float  # the cap of min-SNR weighting
+
+    def __post_init__(self):
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise ValueError(
+                f"lodi.vdm.parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}"
+            )
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"lodi.vdm.loss_weighting must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
+
+
+PARAMETERIZATIONS = ("eps", "v", "x")
+LOSS_WEIGHTINGS = ("elbo", "min_snr")
 
 
 class LinearSchedule(nn.Module):
@@ -66,17 +82,36 @@ def diffuse(x: torch.Tensor, gamma: torch.Tensor, eps: torch.Tensor) -> torch.Te
     return _bcast(alpha(gamma), x) * x + _bcast(sigma(gamma), x) * eps
 
 
-def reverse_step(z_t: torch.Tensor, eps_hat: torch.Tensor, gamma_t, gamma_s, noise: torch.Tensor) -> torch.Tensor:
+def reverse_step(
+    z_t: torch.Tensor, eps_hat: torch.Tensor, gamma_t, gamma_s, noise: torch.Tensor, x_var=None
+) -> torch.Tensor:
     """Eq. 14 (ancestral sampling, VDM appendix): with c = -expm1(gamma_s - gamma_t),
     z_s = alpha_s / alpha_t (z_t - sigma_t c eps_hat) + sqrt((1 - alpha_s^2) c) noise.
-    (The paper prints c = exp(gamma_s - gamma_t - 1); the reference code's c is used.)"""
+    (The paper prints c = exp(gamma_s - gamma_t - 1); the reference code's c is used.)
+
+    That is q(z_s | z_t, x) with x replaced by its estimate, so it leaves out the spread of x
+    given z_t. ``x_var`` = Var(x | z_t) (averaged over the data, :meth:`VDM.x_variance`) adds
+    it back: the variance becomes sigma_s^2 c + (alpha_s c)^2 Var(x | z_t), the moment-matched
+    p(z_s | z_t) (as Analytic-DPM, Bao et al. 2022); exact for Gaussian data at any T."""
     gamma_t = torch.as_tensor(gamma_t, dtype=z_t.dtype, device=z_t.device)
     gamma_s = torch.as_tensor(gamma_s, dtype=z_t.dtype, device=z_t.device)
     c = -torch.expm1(gamma_s - gamma_t)
     ratio = torch.sqrt(torch.sigmoid(-gamma_s) / torch.sigmoid(-gamma_t))
     mean = _bcast(ratio, z_t) * (z_t - _bcast(sigma(gamma_t) * c, z_t) * eps_hat)
-    scale = torch.sqrt(torch.sigmoid(gamma_s) * c)
-    return mean + _bcast(scale, z_t) * noise
+    var = torch.sigmoid(gamma_s) * c
+    if x_var is not None:
+        var = var + torch.sigmoid(-gamma_s) * c**2 * torch.as_tensor(x_var, dtype=z_t.dtype, device=z_t.device)
+    return mean + _bcast(torch.sqrt(var), z_t) * noise
+
+
+def clip_prediction(eps_hat: torch.Tensor, z_t: torch.Tensor, gamma_t, lo: float, hi: float) -> torch.Tensor:
+    """Static thresholding (DDPM's clipped x_0 prediction): the x_hat = (z_t - sigma_t eps_hat) /
+    alpha_t implied by eps_hat is clamped to [lo, hi] (the range of the training data) and
+    eps_hat recomputed from it, so that no step can move towards values the data never take."""
+    gamma_t = torch.as_tensor(gamma_t, dtype=z_t.dtype, device=z_t.device)
+    a, s = alpha(gamma_t), sigma(gamma_t)
+    x_hat = ((z_t - s * eps_hat) / a).clamp(lo, hi)
+    return (z_t - a * x_hat) / s
 
 
 def renoise(z_s: torch.Tensor, gamma_s, gamma_t, noise: torch.Tensor) -> torch.Tensor:
@@ -88,7 +123,7 @@ def renoise(z_s: torch.Tensor, gamma_s, gamma_t, noise: torch.Tensor) -> torch.T
 
 @torch.no_grad()
 def sample_loop(
-    denoise, gammas: torch.Tensor, z: torch.Tensor, noise, impose=None, record=None, resample: int = 0
+    denoise, gammas: torch.Tensor, z: torch.Tensor, noise, impose=None, record=None, resample: int = 0, x_var=None
 ) -> torch.Tensor:
     """Ancestral sampling (Eq. 14) from z_T down the grid ``gammas`` (T + 1 values, t_i = i/T)
     to x = z_0 / alpha_0: the one reverse loop of this package, used for independent boxes,
@@ -98,7 +133,8 @@ def sample_loop(
     draw (the caller decides how noise is seeded: per box for latent overlap). Hooks:
     ``impose(z, i)`` returns z with a known region imposed before step i (latent overlap);
     ``record(i, z)`` sees the latent entering step i; ``resample`` > 0 re-noises each step
-    back ``resample`` times (RePaint; beyond the paper)."""
+    back ``resample`` times (RePaint; beyond the paper). ``x_var`` (T + 1 values, Var(x | z_t)
+    on the grid) gives each step its moment-matched variance (:func:`reverse_step`)."""
     T = len(gammas) - 1
     for i in range(T, 0, -1):
         for r in range(resample + 1):
@@ -106,7 +142,7 @@ def sample_loop(
                 z = impose(z, i)
             if record is not None and r == 0:
                 record(i, z)
-            z = reverse_step(z, denoise(z, i), gammas[i], gammas[i - 1], noise())
+            z = reverse_step(z, denoise(z, i), gammas[i], gammas[i - 1], noise(), None if x_var is None else x_var[i])
             if r < resample:
                 z = renoise(z, gammas[i - 1], gammas[i], noise())
     return z / alpha(gammas[0])
@@ -125,8 +161,30 @@ class VDMLoss:
         return (self.recon + self.prior + self.diffusion).mean()
 
 
+def eps_from_output(out: torch.Tensor, z_t: torch.Tensor, gamma_t: torch.Tensor, parameterization: str) -> torch.Tensor:
+    """eps_hat from the network's output (per-sample gamma_t):
+    "eps": eps_hat = z_t + out (the reference code's base measure, exact at high noise);
+    "v": v_hat = out, eps_hat = alpha_t v_hat + sigma_t z_t (v = alpha eps - sigma x);
+    "x": x_hat = out, eps_hat = (z_t - alpha_t x_hat) / sigma_t."""
+    if parameterization == "eps":
+        return z_t + out
+    a, s = _bcast(alpha(gamma_t), z_t), _bcast(sigma(gamma_t), z_t)
+    if parameterization == "v":
+        return a * out + s * z_t
+    return (z_t - a * out) / s
+
+
+def loss_weight(gamma_t: torch.Tensor, cfg: VDMConfig) -> torch.Tensor:
+    """Per-sample weight of the eps loss: 1 for the bound; min-SNR-gamma (Hang et al. 2023)
+    min(SNR_t, gamma) / SNR_t, which stops low-noise steps from dominating (no gradient)."""
+    if cfg.loss_weighting == "elbo":
+        return torch.ones_like(gamma_t)
+    return torch.clamp(cfg.min_snr_gamma * torch.exp(gamma_t.detach()), max=1.0)
+
+
 class VDM(nn.Module):
-    """A conditional VDM: ``denoiser(z_t, gamma_t, cond) -> eps_hat``."""
+    """A conditional VDM: ``denoiser(z_t, gamma_t, cond)``, read as eps, v or x by
+    ``cfg.parameterization`` (:func:`eps_from_output`)."""
 
     def __init__(self, denoiser: nn.Module, cfg: VDMConfig):
         super().__init__()
@@ -135,8 +193,9 @@ class VDM(nn.Module):
         self.gamma = LinearSchedule(cfg.gamma_min, cfg.gamma_max)
 
     def predict_noise(self, z_t: torch.Tensor, gamma_t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """eps_hat(z_t, gamma_t, cond), whatever the network predicts."""
         gamma_t = torch.as_tensor(gamma_t, dtype=z_t.dtype, device=z_t.device).expand(z_t.shape[0])
-        return self.denoiser(z_t, gamma_t, cond)
+        return eps_from_output(self.denoiser(z_t, gamma_t, cond), z_t, gamma_t, self.cfg.parameterization)
 
     def sample_times(self, batch: int, generator: torch.Generator | None, device) -> torch.Tensor:
         """Low-discrepancy (antithetic) t in (0, 1], rounded up to the T-step grid."""
@@ -150,14 +209,17 @@ class VDM(nn.Module):
 
     def diffusion_loss(self, x, cond, t, eps) -> torch.Tensor:
         """Eq. 13 (discrete time, reference form): T/2 expm1(gamma_t - gamma_s) |eps - eps_hat|^2
-        with s = t - 1/T, per voxel. (The paper prints exp(gamma(t-1) - gamma(t)) - 1.)"""
+        with s = t - 1/T, per voxel. (The paper prints exp(gamma(t-1) - gamma(t)) - 1.) With
+        ``loss_weighting: min_snr`` each sample's term is multiplied by :func:`loss_weight`
+        (no longer the bound)."""
         T = self.cfg.timesteps
         g_t = self.gamma(t)
         g_s = self.gamma(t - 1.0 / T)
         z_t = diffuse(x, g_t, eps)
         eps_hat = self.predict_noise(z_t, g_t, cond).float()
         mse = ((eps - eps_hat) ** 2).flatten(1).mean(dim=1)
-        return 0.5 * T * torch.expm1(g_t - g_s) * mse
+        loss = 0.5 * T * torch.expm1(g_t - g_s) * mse
+        return loss if self.cfg.loss_weighting == "elbo" else loss * loss_weight(g_t, self.cfg)
 
     def prior_loss(self, x) -> torch.Tensor:
         """KL(q(z_1 | x) || N(0, 1)) per voxel."""
@@ -194,8 +256,27 @@ class VDM(nn.Module):
         return self.gamma(torch.arange(T + 1, device=device, dtype=torch.float32) / T)
 
     @torch.no_grad()
-    def sample(self, cond: torch.Tensor, noise) -> torch.Tensor:
+    def x_variance(self, batches, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Var(x | z_t) on the sampling grid (T + 1 values), averaged over the data: the mean of
+        (x - x_hat)^2 with x_hat = (z_t - sigma_t eps_hat) / alpha_t, over ``batches`` of
+        (x, cond) and noise from ``generator``; what :func:`reverse_step` needs as ``x_var``.
+        For Gaussian data and the exact denoiser it is the posterior variance itself."""
+        g = self.gammas()
+        total = torch.zeros(len(g), dtype=torch.float64)
+        count = 0
+        for x, cond in batches:
+            for i in range(len(g)):
+                gi = g[i].to(x.device).expand(x.shape[0])
+                z = diffuse(x, gi, torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype))
+                eps_hat = self.predict_noise(z, gi, cond).float()
+                x_hat = (z - _bcast(sigma(gi), z) * eps_hat) / _bcast(alpha(gi), z)
+                total[i] += float(((x - x_hat) ** 2).double().sum())
+            count += x.numel()
+        return (total / max(count, 1)).float()
+
+    @torch.no_grad()
+    def sample(self, cond: torch.Tensor, noise, x_var=None) -> torch.Tensor:
         """Independent samples x (B, 1, n, n, n) given cond by :func:`sample_loop` from
         z_1 = ``noise()``; ``noise()`` returns each standard normal draw, shaped like x."""
         g = self.gammas(cond.device)
-        return sample_loop(lambda z, i: self.predict_noise(z, g[i], cond).float(), g, noise(), noise)
+        return sample_loop(lambda z, i: self.predict_noise(z, g[i], cond).float(), g, noise(), noise, x_var=x_var)

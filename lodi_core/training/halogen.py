@@ -15,7 +15,6 @@ from ..data.transforms import LogTransform
 from ..data.windows import extract, window_origins
 from ..io import read_training_grids
 from ..models.halogen import (
-    CHANNELS_LAST,
     HALOgen,
     HalogenConfig,
     LossConfig,
@@ -23,7 +22,7 @@ from ..models.halogen import (
     halogen_loss,
     loss_mask,
 )
-from ..runtime import autocast
+from ..runtime import autocast, memory_format
 from .loop import LoopSpec, train
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,8 @@ class HalogenTrainConfig(ConfigSection):
     dm_floor_fraction: float  # floor of log10(rho_DM + floor), as a fraction of <rho_DM>
     halo_floor: float  # Msun (Mpc/h)^-3
     seed: int
-    bf16: bool
+    bf16: bool  # bf16 autocast (GPU or CPU)
+    channels_last: bool  # channels-last-3d layout of the network and its inputs
 
 
 def lr_at_epoch(epoch: float, cfg: HalogenTrainConfig) -> float:
@@ -128,19 +128,23 @@ def train_halogen(
     device: torch.device,
     expect: dict | None = None,
     progress: bool = True,
+    keep: str = "best",
 ) -> dict:
     """Train HALOgen (resuming from ``checkpoint_path`` when it exists) and return the model
-    file's content: best weights, architecture, normalisations and loss thresholds."""
+    file's content: the weights with the lowest validation loss (``keep="best"``) or of the
+    last step (``"last"``, for learning curves), architecture, normalisations and loss
+    thresholds."""
     torch.manual_seed(cfg.seed)
     data = HalogenData(grid_files, cfg, loss_cfg, expect, device)
-    model = HALOgen(net_cfg).to(device, memory_format=CHANNELS_LAST)
+    fmt = memory_format(cfg.channels_last)
+    model = HALOgen(net_cfg).to(device, memory_format=fmt)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=cfg.lr_warm)
     spe = data.steps_per_epoch
 
     def compute_loss(step):
         x, y, m = data.batch(step)
         with autocast(device, cfg.bf16):
-            pred = model(x.contiguous(memory_format=CHANNELS_LAST))
+            pred = model(x.contiguous(memory_format=fmt))
         terms = halogen_loss(pred.float(), y, m, model, loss_cfg)
         logs = {f"l2_ch{c + 1}": float(v) for c, v in enumerate(terms.l2_masked.detach())}
         logs.update({f"lq_ch{c + 1}": float(v) for c, v in enumerate(terms.quantile.detach())})
@@ -154,7 +158,7 @@ def train_halogen(
         for i in range(0, len(data.val), cfg.batch_size):
             x, y, m = (torch.stack(t) for t in zip(*[data.window(item) for item in data.val[i : i + cfg.batch_size]]))
             with autocast(device, cfg.bf16):
-                pred = net(x.contiguous(memory_format=CHANNELS_LAST))
+                pred = net(x.contiguous(memory_format=fmt))
             total += float(halogen_loss(pred.float(), y, m, None, loss_cfg).total) * len(x)
             n += len(x)
         return total / max(n, 1)
@@ -179,9 +183,11 @@ def train_halogen(
         resume_key,
         validate=validate if data.val else None,
     )
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
     return {
         "kind": "halogen",
-        "model": final["best_model"],
+        "model": final["best_model"] if keep == "best" else final["model"],
         "network": net_cfg.to_dict(),
         "dm_transform": data.dm_transform.to_dict(),
         "halo_transform": data.halo_transform.to_dict(),
@@ -191,4 +197,5 @@ def train_halogen(
         "best_val": final["best_val"],
         "steps": final["step"],
         "epochs": cfg.epochs,
+        "time_s": final["history"][-1]["time_s"] if final["history"] else 0.0,
     }

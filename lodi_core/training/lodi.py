@@ -17,7 +17,7 @@ from ..io import InputError, read_training_grids
 from ..models.lodi import build_vdm
 from ..models.unet import DenoiserConfig
 from ..models.vdm import VDMConfig
-from ..runtime import autocast
+from ..runtime import autocast, memory_format
 from .loop import EMA, LoopSpec, train
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,10 @@ class LodiTrainConfig(ConfigSection):
     lr: float
     lr_min: float
     warmup: int
+    lr_schedule: str  # after the warm-up: "cosine" to lr_min at the last iteration, or "constant"
     weight_decay: float
     ema_decay: float
+    ema_warmup: bool  # ramp the EMA decay up from 0.1 (EMA docstring) instead of starting at ema_decay
     grad_clip: float
     checkpoint_every: int
     validate_every: int
@@ -50,7 +52,8 @@ class LodiTrainConfig(ConfigSection):
     tb_floor_fraction: float  # floor of log10(T_b + floor) as a fraction of <T_b>
     halo_floor: float  # Msun (Mpc/h)^-3
     seed: int
-    bf16: bool
+    bf16: bool  # bf16 autocast (GPU or CPU)
+    channels_last: bool  # channels-last-3d layout of the network and its inputs
 
 
 def _local_maxima(field: torch.Tensor) -> torch.Tensor:
@@ -142,9 +145,12 @@ class LodiData:
 
 
 def lr_at(step: int, cfg: LodiTrainConfig) -> float:
-    """Linear warm-up to ``lr``, then cosine decay to ``lr_min`` at the last iteration."""
+    """Linear warm-up to ``lr``, then cosine decay to ``lr_min`` at the last iteration or, with
+    ``lr_schedule: constant``, ``lr`` until the end (a run that can be continued)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
     frac = (step - cfg.warmup) / max(1, cfg.iterations - cfg.warmup)
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(frac, 1.0)))
 
@@ -159,18 +165,22 @@ def train_lodi(
     device: torch.device,
     expect: dict | None = None,
     progress: bool = True,
+    keep: str = "best",
 ) -> dict:
-    """Train LODI (resuming from ``checkpoint_path``) and return the model file's content:
-    EMA weights with the lowest validation loss, architecture and normalisations."""
+    """Train LODI (resuming from ``checkpoint_path``) and return the model file's content: the
+    EMA weights with the lowest validation loss (``keep="best"``) or of the last step
+    (``"last"``, for learning curves), architecture, normalisations and Var(x | z_t) on the
+    sampling grid (for ``generation.variance: analytic``)."""
     torch.manual_seed(cfg.seed)
     data = LodiData(grid_files, cfg, expect, device)
-    model = build_vdm(net_cfg, vdm_cfg).to(device)
+    fmt = memory_format(cfg.channels_last)
+    model = build_vdm(net_cfg, vdm_cfg).to(device, memory_format=fmt)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ema = EMA(model, cfg.ema_decay)
+    ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
 
     def compute_loss(step):
-        x, c = data.batch(step)
+        x, c = (t.contiguous(memory_format=fmt) for t in data.batch(step))
         with autocast(device, cfg.bf16):
             terms = model(x, c, generator)
         with torch.no_grad():
@@ -189,12 +199,16 @@ def train_lodi(
 
     val_items = data.val[: cfg.val_boxes]
 
+    def val_batches():
+        for i in range(0, len(val_items), cfg.batch_size):
+            items = val_items[i : i + cfg.batch_size]
+            yield tuple(torch.stack(t).contiguous(memory_format=fmt) for t in zip(*[data.box(item) for item in items]))
+
     @torch.no_grad()
     def validate(net):
         g = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # same noise every time
         total = 0.0
-        for i in range(0, len(val_items), cfg.batch_size):
-            x, c = (torch.stack(t) for t in zip(*[data.box(item) for item in val_items[i : i + cfg.batch_size]]))
+        for x, c in val_batches():
             with autocast(device, cfg.bf16):
                 total += float(net(x, c, g).total) * len(x)
         return total / len(val_items)
@@ -226,9 +240,16 @@ def train_lodi(
         generator=generator,
         ema=ema,
     )
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
+    weights = final["best_model"] if keep == "best" else ema.weights()
+    model.load_state_dict(weights)
+    model.eval()
+    with autocast(device, cfg.bf16):
+        x_var = model.x_variance(val_batches(), torch.Generator(device=device).manual_seed(cfg.seed + 2))
     return {
         "kind": "lodi",
-        "model": final["best_model"],
+        "model": weights,
         "network": net_cfg.to_dict(),
         "vdm": vdm_cfg.to_dict(),
         "tb_transform": data.tb_transform.to_dict(),
@@ -237,4 +258,7 @@ def train_lodi(
         "best_val": final["best_val"],
         "steps": final["step"],
         "selection": {"high_mass": data.n_high, "low_mass": data.n_low},
+        "x_variance": x_var.tolist(),
+        "x_range": [min(float(x.min()) for x in data.x), max(float(x.max()) for x in data.x)],
+        "time_s": final["history"][-1]["time_s"] if final["history"] else 0.0,
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,25 +33,41 @@ class NonFiniteLoss(FloatingPointError):
 
 
 class EMA:
-    """Exponential moving average of a model's parameters and buffers (used for sampling)."""
+    """Exponential moving average of a model's parameters and buffers (used for sampling).
 
-    def __init__(self, model: nn.Module, decay: float):
+    With ``warmup`` the decay of update n is min(decay, (1 + n) / (10 + n)) (the ramp of the
+    VDM and Hugging Face EMA code), so the average forgets the random initialisation within
+    the first hundred steps instead of ~1 / (1 - decay) steps; without it, ``decay`` throughout."""
+
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = False):
         self.decay = decay
+        self.warmup = warmup
+        self.updates = 0
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def current_decay(self) -> float:
+        return min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        decay = self.current_decay()
         for k, v in model.state_dict().items():
             if v.dtype.is_floating_point:
-                self.shadow[k].lerp_(v.detach(), 1.0 - self.decay)
+                self.shadow[k].lerp_(v.detach(), 1.0 - decay)
             else:
                 self.shadow[k].copy_(v)
+        self.updates += 1
 
-    def state_dict(self) -> dict:
+    def weights(self) -> dict:
+        """The averaged weights (a model state dict)."""
         return self.shadow
 
+    def state_dict(self) -> dict:
+        return {"shadow": self.shadow, "updates": self.updates}
+
     def load_state_dict(self, state: dict) -> None:
-        self.shadow = {k: v.clone() for k, v in state.items()}
+        self.shadow = {k: v.clone() for k, v in state["shadow"].items()}
+        self.updates = int(state["updates"])
 
 
 @dataclass
@@ -91,7 +108,8 @@ def train(
     loss tensor and a dict of floats to log; it must draw its randomness from ``generator``
     and its data as a function of ``step``. Returns the final checkpoint dict, whose
     ``best_model`` holds the weights with the lowest validation loss (EMA weights when an
-    EMA is kept)."""
+    EMA is kept). Every history row carries ``time_s``, the wall seconds spent in this loop
+    up to that step, summed over interrupted and resumed runs."""
     checkpoint_path = Path(checkpoint_path)
     step, history, best_val, best_model = 0, [], math.inf, None
     if checkpoint_path.exists():
@@ -106,9 +124,11 @@ def train(
         step, history = state["step"], state["history"]
         best_val, best_model = state["best_val"], state["best_model"]
         log.info("resumed %s training from %s at step %d/%d", spec.kind, checkpoint_path, step, spec.total_steps)
+    time_offset = history[-1].get("time_s", 0.0) if history else 0.0
+    started = time.perf_counter()
 
     def weights_for_eval() -> dict:
-        return ema.state_dict() if ema is not None else model.state_dict()
+        return ema.weights() if ema is not None else model.state_dict()
 
     def snapshot() -> dict:
         return {
@@ -173,6 +193,7 @@ def train(
                     best_val,
                     lr,
                 )
+            record["time_s"] = time_offset + time.perf_counter() - started
             history.append(record)
             bar.set_postfix(loss=f"{value:.4g}", refresh=False)
             if step % spec.checkpoint_every == 0 or step == spec.total_steps:

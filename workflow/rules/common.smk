@@ -262,9 +262,23 @@ def merge_inputs(w):
     return inputs
 
 
+def method_seeds(method):
+    """The seeds a generation method runs for: latent overlap all of them, the tiling and
+    averaging comparisons the first generation.comparison_seeds."""
+    seeds = list(config["seeds"])
+    return seeds if method == "latent_overlap" else seeds[: config["generation"]["comparison_seeds"]]
+
+
 def generated_volumes(methods=None, sims=None, seeds=None):
-    methods = methods or config["generation"]["methods"]
-    return expand(volume_file(), sim=sims or generation_simulations(), method=methods, seed=seeds or config["seeds"])
+    """The generated volumes of these methods, simulations and seeds (default: every method of
+    generation.methods with its seeds, every simulation generated)."""
+    return [
+        volume_file(sim, method, seed)
+        for method in methods or config["generation"]["methods"]
+        for sim in sims or generation_simulations()
+        for seed in (seeds or method_seeds(method))
+        if seed in method_seeds(method)
+    ]
 
 
 def generation_params():

@@ -124,7 +124,7 @@ rule overlap_pair:
     resources:
         **cluster_resources(gpu=True),
     params:
-        overlap=config["generation"]["overlap"],
+        generation=generation_params(),
         seed=FIRST_SEED,
         device=config["device"],
     script:

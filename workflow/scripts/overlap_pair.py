@@ -1,6 +1,6 @@
 """rule overlap_pair: sample the pair of boxes Fig. 6 shows."""
 
-from lodi_core.generation.jobs import run_overlap_pair
+from lodi_core.generation.jobs import GenerationConfig, run_overlap_pair
 from lodi_core.runtime import pick_device, run_script
 
 
@@ -10,7 +10,7 @@ def main():
         snakemake.input.model,
         snakemake.input.halos,
         snakemake.output[0],
-        int(p.overlap),
+        GenerationConfig.from_dict(p.generation),
         int(p.seed),
         pick_device(p.device),
     )

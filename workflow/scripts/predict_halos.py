@@ -11,9 +11,7 @@ def main():
     device = pick_device(snakemake.params.device)
     model, meta = load_halogen(snakemake.input.model, device)
     data, attrs = read_grids(snakemake.input.grids, ("dm",))
-    halos = predict_halos(
-        model, meta, data["dm"], inf["stride"], inf["periodic"], inf["post_threshold"], inf["batch_size"], progress=True
-    )
+    halos = predict_halos(model, meta, data["dm"], **inf, progress=True)
     attrs.update({"halos_source": "HALOgen", "halogen_model": snakemake.input.model, "inference": inf})
     write_grids(snakemake.output[0], {"halos": halos}, attrs)
 

@@ -1,0 +1,211 @@
+"""The convergence study (``snakemake study --configfile config/study.yaml``): HALOgen and LODI
+trained in chained snapshots at geometric steps, each snapshot scored on the held-out
+simulations, and the learning curve gathered in one table.
+
+A snapshot job continues the previous snapshot's full training state (weights, optimizer, EMA,
+random generators: exact resume) to its own step and writes the state, the model file (the
+weights of that step, not the best validation ones) and the loss history, so a longer budget
+adds snapshots without retraining the earlier ones. Its wall time is the training's own
+(``time_s`` of the loop, summed over the chain). A score job generates or predicts one
+held-out volume with a snapshot and writes one row of metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .analysis.halogen_eval import evaluate_halos
+from .analysis.metrics import value_at, volume_metrics
+from .generation.halos import predict_halos
+from .generation.jobs import GenerationConfig, generate_volume, load_condition
+from .io import load_checkpoint, read_grids, save_checkpoint, write_csv, write_grids
+from .models.halogen import HalogenConfig, LossConfig, load_halogen
+from .models.lodi import BoxSampler
+from .models.unet import DenoiserConfig
+from .models.vdm import VDMConfig
+from .training.halogen import HalogenTrainConfig, train_halogen
+from .training.lodi import LodiTrainConfig, train_lodi
+
+log = logging.getLogger(__name__)
+
+#: the LODI metrics the curve follows (columns of analysis.metrics.volume_metrics)
+LODI_METRICS = (
+    "max_abs_residual_k1",
+    "max_abs_residual_k5",
+    "max_abs_residual_k10",
+    "mean_abs_residual_k1",
+    "mean_abs_residual_k5",
+    "mean_abs_residual_k10",
+    "r_k1",
+    "r_k5",
+    "pdf_distance_dex",
+    "mean_tb_ratio",
+    "seam_metric",
+)
+
+
+def _continue(prev_state, work: Path) -> None:
+    """Start the work checkpoint from the previous snapshot's state, unless a run of this
+    snapshot was interrupted and left its own work checkpoint to resume."""
+    if prev_state and not work.exists():
+        work.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(prev_state, work)
+
+
+def _finish(content: dict, work: Path, state_out, model_out) -> None:
+    save_checkpoint(model_out, content)
+    Path(state_out).parent.mkdir(parents=True, exist_ok=True)
+    os.replace(work, state_out)
+
+
+def run_lodi_snapshot(
+    grid_files, lodi: dict, step: int, prev_state, work, state_out, model_out, history_out, device, expect=None
+):
+    """Train LODI (config dict ``lodi``: network, vdm, train) from ``prev_state`` (or from
+    scratch) to iteration ``step``; writes the state, the model file (EMA weights of this
+    step) and the loss history."""
+    work = Path(work)
+    _continue(prev_state, work)
+    cfg = LodiTrainConfig.from_dict({**lodi["train"], "iterations": int(step)})
+    content = train_lodi(
+        list(grid_files),
+        DenoiserConfig.from_dict(lodi["network"]),
+        VDMConfig.from_dict(lodi["vdm"]),
+        cfg,
+        work,
+        history_out,
+        device,
+        expect,
+        keep="last",
+    )
+    _finish(content, work, state_out, model_out)
+
+
+def run_halogen_snapshot(
+    grid_files, halogen: dict, epoch: int, prev_state, work, state_out, model_out, history_out, device, expect=None
+):
+    """Train HALOgen (config dict ``halogen``: network, loss, train) from ``prev_state`` to
+    epoch ``epoch``; writes the state, the model file (weights of this epoch), the history."""
+    work = Path(work)
+    _continue(prev_state, work)
+    content = train_halogen(
+        list(grid_files),
+        HalogenConfig.from_dict(halogen["network"]),
+        HalogenTrainConfig.from_dict({**halogen["train"], "epochs": int(epoch)}),
+        LossConfig.from_dict(halogen["loss"]),
+        work,
+        history_out,
+        device,
+        expect,
+        keep="last",
+    )
+    _finish(content, work, state_out, model_out)
+
+
+def run_predict_halos(model_path, grid_path, out_path, inference: dict, device) -> None:
+    """HALOgen snapshot -> halo channels of a held-out simulation (a grid file of ``halos``)."""
+    net, meta = load_halogen(model_path, device)
+    data, attrs = read_grids(grid_path, ("dm",))
+    rho = predict_halos(net, meta, data["dm"], **inference)
+    write_grids(out_path, {"halos": rho}, {**attrs, "halogen_model": str(model_path)})
+
+
+def score_halogen(model_path, predicted_path, grid_path, out_csv, post_threshold: float, k: float = 1.0) -> None:
+    """One row per halo channel: the fraction of halo mass recovered, the median log10 rho_h of
+    target and prediction (above the post-threshold), and the channel's P(k) residual and r
+    at ``k``; with the snapshot's epoch and training wall time."""
+    pred, _ = read_grids(predicted_path, ("halos",))
+    target, attrs = read_grids(grid_path, ("halos",))
+    tables = evaluate_halos(pred["halos"], target["halos"], float(attrs["box_size"]), floor=10.0**post_threshold)
+    meta = load_checkpoint(model_path, kind="halogen")
+    rows = []
+    for _, r in tables["summary"].iterrows():
+        pk = tables["pk"][tables["pk"]["channel"] == r["channel"]] if len(tables["pk"]) else tables["pk"]
+        rows.append(
+            {
+                "model": "halogen",
+                "epoch": int(meta["epochs"]),
+                "step": int(meta["steps"]),
+                "time_s": float(meta.get("time_s", np.nan)),
+                "simulation": str(attrs.get("simulation", Path(grid_path).stem)),
+                "channel": int(r["channel"]),
+                "mass_recovered": r["mass_recovered"],
+                "median_target": r["target_median"],
+                "median_pred": r["pred_median"],
+                f"residual_k{k:g}": value_at(pk, "residual", k) if len(pk) else np.nan,
+                f"r_k{k:g}": value_at(pk, "r", k) if len(pk) else np.nan,
+            }
+        )
+    write_csv(pd.DataFrame(rows), out_csv)
+
+
+def score_lodi(
+    model_path, halos_path, grid_path, out_csv, generation: dict, seed: int, simulation: str, device, labels: dict
+) -> None:
+    """Generate ``simulation`` by latent overlap with a LODI snapshot on ``halos_path`` (all
+    eight stages in one process) and write one row: ``labels`` (variant, condition), the
+    snapshot's step and training wall time, the generation time and
+    :func:`analysis.metrics.volume_metrics` against the target T_b."""
+    cfg = GenerationConfig.from_dict(generation)
+    sampler = BoxSampler.load(model_path, device, cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
+    cond, _ = load_condition(sampler, halos_path)
+    t0 = time.perf_counter()
+    x0 = generate_volume(sampler, cond, seed, simulation, cfg).x0
+    tb = sampler.to_tb(x0.float()).cpu().numpy()
+    generation_s = time.perf_counter() - t0
+    target, attrs = read_grids(grid_path, ("tb",))
+    vattrs = {
+        "method": "latent_overlap",
+        "box_size": attrs["box_size"],
+        "n_grid": attrs["n_grid"],
+        "box": int(sampler.meta["box"]),
+        "overlap": cfg.overlap,
+        "periodic": cfg.periodic,
+    }
+    row = {
+        "model": "lodi",
+        **labels,
+        "step": int(sampler.meta["steps"]),
+        "time_s": float(sampler.meta.get("time_s", np.nan)),
+        "simulation": simulation,
+        "seed": seed,
+        "generation_s": generation_s,
+        **volume_metrics(tb, target["tb"], vattrs),
+    }
+    write_csv(pd.DataFrame([row]), out_csv)
+
+
+def baseline_rows(volume_paths, grid_paths: dict) -> pd.DataFrame:
+    """The reference lines: the metrics of the baseline volumes (halo model, LDL)."""
+    rows = []
+    for p in volume_paths:
+        data, attrs = read_grids(p, ("tb",))
+        sim = str(attrs["simulation"])
+        target = read_grids(grid_paths[sim], ("tb",))[0]["tb"]
+        rows.append(
+            {
+                "model": "baseline",
+                "variant": str(attrs["method"]),
+                "simulation": sim,
+                **volume_metrics(data["tb"], target, attrs),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def learning_curve(score_csvs, baseline_volumes, grid_paths: dict, out_csv) -> pd.DataFrame:
+    """results/study/learning_curve.csv: every score row (LODI per variant, step, condition,
+    simulation and seed; HALOgen per epoch, simulation and channel) and the baselines."""
+    parts = [pd.read_csv(p) for p in score_csvs]
+    if baseline_volumes:
+        parts.append(baseline_rows(baseline_volumes, grid_paths))
+    table = pd.concat(parts, ignore_index=True, sort=False)
+    write_csv(table, out_csv)
+    return table

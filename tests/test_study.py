@@ -1,0 +1,132 @@
+"""The convergence study: chained snapshots equal one uninterrupted run, and `snakemake study`
+at the tiny size writes the learning curve, then continues it when a longer budget is given."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from grid_data import TINY_CONFIG
+from workflow_helpers import REPO, dry_run, snakemake
+
+from lodi_core.io import load_checkpoint
+from lodi_core.study import run_halogen_snapshot, run_lodi_snapshot
+
+STUDY_CONFIG = REPO / "tests" / "study_config.yaml"
+
+
+def _lodi_config(**train):
+    lodi = {k: dict(v) for k, v in TINY_CONFIG["lodi"].items()}
+    lodi["train"].update(
+        box=8,
+        candidate_stride=4,
+        batch_size=2,
+        warmup=2,
+        checkpoint_every=3,
+        validate_every=3,
+        val_boxes=2,
+        bf16=False,
+        important_log_rho=11.0,
+        **train,
+    )
+    return lodi
+
+
+@pytest.mark.parametrize("schedule", ["constant"])
+def test_lodi_snapshots_chain_to_the_weights_of_one_run(grid_file, tmp_path, schedule):
+    """Snapshots at 3 and 7 continue one another exactly: the step-7 model equals a run
+    straight to 7, and the history and wall time carry on across the chain."""
+    lodi = _lodi_config(lr_schedule=schedule)
+    a, b, c = (tmp_path / n for n in ("a", "b", "c"))
+    run_lodi_snapshot(
+        [grid_file], lodi, 3, None, a / "w.pt", a / "state.pt", a / "model.pt", a / "h.csv", torch.device("cpu")
+    )
+    run_lodi_snapshot(
+        [grid_file],
+        lodi,
+        7,
+        a / "state.pt",
+        b / "w.pt",
+        b / "state.pt",
+        b / "model.pt",
+        b / "h.csv",
+        torch.device("cpu"),
+    )
+    run_lodi_snapshot(
+        [grid_file], lodi, 7, None, c / "w.pt", c / "state.pt", c / "model.pt", c / "h.csv", torch.device("cpu")
+    )
+    chained, straight = load_checkpoint(b / "model.pt"), load_checkpoint(c / "model.pt")
+    for k in straight["model"]:
+        assert torch.equal(chained["model"][k], straight["model"][k]), k
+    assert chained["steps"] == 7 and len(chained["x_variance"]) == TINY_CONFIG["lodi"]["vdm"]["timesteps"] + 1
+    history = pd.read_csv(b / "h.csv")
+    assert history["step"].tolist() == list(range(1, 8)) and history["time_s"].is_monotonic_increasing
+    assert not (a / "w.pt").exists() and not (b / "w.pt").exists()  # work checkpoints became the states
+
+
+def test_halogen_snapshots_chain_to_the_weights_of_one_run(grid_file, tmp_path):
+    halogen = {k: dict(v) for k, v in TINY_CONFIG["halogen"].items()}
+    halogen["train"].update(window=16, train_stride=8, batch_size=4, bf16=False)
+    a, b, c = (tmp_path / n for n in ("a", "b", "c"))
+    run_halogen_snapshot(
+        [grid_file], halogen, 1, None, a / "w.pt", a / "s.pt", a / "m.pt", a / "h.csv", torch.device("cpu")
+    )
+    run_halogen_snapshot(
+        [grid_file], halogen, 2, a / "s.pt", b / "w.pt", b / "s.pt", b / "m.pt", b / "h.csv", torch.device("cpu")
+    )
+    run_halogen_snapshot(
+        [grid_file], halogen, 2, None, c / "w.pt", c / "s.pt", c / "m.pt", c / "h.csv", torch.device("cpu")
+    )
+    chained, straight = load_checkpoint(b / "m.pt"), load_checkpoint(c / "m.pt")
+    assert chained["epochs"] == 2
+    for k in straight["model"]:
+        assert torch.equal(chained["model"][k], straight["model"][k]), k
+
+
+@pytest.mark.slow
+def test_study_writes_the_learning_curve_and_continues_it(workflow_results, tmp_path):
+    r = workflow_results
+    out = snakemake(r, "study", configfiles=(STUDY_CONFIG,))
+    assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
+    table = pd.read_csv(r / "study/learning_curve.csv")
+    lodi = table[table["model"] == "lodi"]
+    # main: 2 steps x 2 conditions; min_snr: 1; main_analytic: 1 (one seed, one simulation)
+    assert sorted(lodi.groupby(["variant", "condition", "step"]).size().index.tolist()) == [
+        ("main", "halogen", 4),
+        ("main", "halogen", 8),
+        ("main", "true_halos", 4),
+        ("main", "true_halos", 8),
+        ("main_analytic", "true_halos", 8),
+        ("min_snr", "true_halos", 4),
+    ]
+    for column in (
+        "mean_abs_residual_k5",
+        "max_abs_residual_k10",
+        "r_k1",
+        "pdf_distance_dex",
+        "mean_tb_ratio",
+        "seam_metric",
+        "time_s",
+    ):
+        assert lodi[column].notna().all(), column
+    main = lodi[(lodi["variant"] == "main") & (lodi["condition"] == "true_halos")].sort_values("step")
+    assert main["time_s"].is_monotonic_increasing
+    halogen = table[table["model"] == "halogen"]
+    assert sorted(halogen["epoch"].unique()) == [1, 2] and sorted(halogen["channel"].unique()) == [1, 2, 3, 4]
+    assert set(table.loc[table["model"] == "baseline", "variant"]) == {"halo_model", "halo_model_true", "ldl"}
+    assert (r / "figures/study/learning_curve.png").stat().st_size > 0
+    # the analytic variant sampled the main variant's weights: no training of its own
+    assert not (r / "study/lodi/main_analytic").exists()
+
+    # a longer budget continues the chain: only the new snapshot, its scores and the curve run
+    longer = tmp_path / "longer.yaml"
+    cfg = yaml.safe_load(STUDY_CONFIG.read_text())
+    cfg["study"]["variants"]["main"]["steps"] = [4, 8, 12]
+    longer.write_text(yaml.safe_dump(cfg))
+    counts, _ = dry_run(r, "study", configfiles=(longer,))
+    assert counts == {"study_lodi_snapshot": 1, "study_lodi_score": 2, "study_curve": 1, "study": 1}, counts
+    out = snakemake(r, "study", configfiles=(longer,))
+    assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
+    history = pd.read_csv(r / "study/lodi/main/step12/history.csv")
+    assert history["step"].tolist() == list(range(1, 13))

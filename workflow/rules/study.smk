@@ -1,0 +1,268 @@
+# The convergence study: HALOgen and LODI trained in chained snapshots at geometric steps,
+# every snapshot scored on the held-out simulations, one learning-curve table and figure.
+#   snakemake --cores all study --configfile config/study.yaml
+# Variants (ablations) override lodi.* and generation.* keys; one with `train_as: other` reuses
+# that variant's training (e.g. another sampler on the same weights). Adding a larger step
+# continues the chain from the last snapshot instead of training again.
+STUDY = config.get("study")
+STUDY_DIR = f"{RESULTS}/study"
+
+
+wildcard_constraints:
+    step=r"\d+",
+    epoch=r"\d+",
+    condition="true_halos|halogen",
+
+
+def study_section():
+    if STUDY is None:
+        raise ValueError("this config has no 'study' section: run the study with --configfile config/study.yaml")
+    return STUDY
+
+
+def deep_merge(base, overrides):
+    """A copy of the nested dict ``base`` with ``overrides`` applied key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = (
+            deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        )
+    return out
+
+
+def study_variant(name):
+    return study_section()["variants"][name]
+
+
+def trained_variant(name):
+    """The variant whose training a variant uses (itself unless `train_as`)."""
+    return study_variant(name).get("train_as", name)
+
+
+def study_lodi_config(name):
+    return deep_merge(config["lodi"], study_variant(trained_variant(name)).get("lodi", {}))
+
+
+def study_generation(name):
+    return deep_merge(generation_params(), study_variant(name).get("generation", {}))
+
+
+def chain_steps(trained):
+    """The snapshot steps of a training chain: every step a variant trained as it asks for."""
+    return sorted(
+        {
+            int(s)
+            for v in study_section()["variants"]
+            if trained_variant(v) == trained
+            for s in study_variant(v)["steps"]
+        }
+    )
+
+
+def study_halogen_config():
+    return deep_merge(config["halogen"], study_section()["halogen"].get("overrides", {}))
+
+
+def halogen_epochs():
+    return sorted(int(e) for e in study_section()["halogen"]["epochs"])
+
+
+def lodi_snapshot(variant, step, what="model.pt"):
+    return f"{STUDY_DIR}/lodi/{trained_variant(variant)}/step{step}/{what}"
+
+
+def halogen_snapshot(epoch, what="model.pt"):
+    return f"{STUDY_DIR}/halogen/epoch{epoch}/{what}"
+
+
+def previous(values, value):
+    earlier = [v for v in values if v < int(value)]
+    return max(earlier) if earlier else None
+
+
+def prev_lodi_state(w):
+    step = previous(chain_steps(w.variant), w.step)
+    return {} if step is None else {"prev": lodi_snapshot(w.variant, step, "state.pt")}
+
+
+def prev_halogen_state(w):
+    epoch = previous(halogen_epochs(), w.epoch)
+    return {} if epoch is None else {"prev": halogen_snapshot(epoch, "state.pt")}
+
+
+def study_halos(w):
+    """True halos, or the last HALOgen snapshot's prediction."""
+    if w.condition == "true_halos":
+        return grid_file(w.sim)
+    return f"{STUDY_DIR}/halogen/epoch{halogen_epochs()[-1]}/{w.sim}_halos.h5"
+
+
+def study_scores():
+    s = study_section()
+    sims, seeds = s.get("simulations", TEST_SIMS), s["seeds"]
+    files = []
+    for name, v in s["variants"].items():
+        for step in v["steps"]:
+            for cond in v.get("conditions", ["true_halos"]):
+                files += [
+                    f"{STUDY_DIR}/scores/lodi/{name}/step{step}_{sim}_{cond}_seed{seed}.csv"
+                    for sim in sims
+                    for seed in seeds
+                ]
+    files += [f"{STUDY_DIR}/scores/halogen/epoch{e}_{sim}.csv" for e in halogen_epochs() for sim in sims]
+    return files
+
+
+def study_baselines():
+    sims = study_section().get("simulations", TEST_SIMS)
+    return [volume_file(sim, m, BASELINE_SEED) for sim in sims for m in BASELINE_METHODS]
+
+
+rule study:
+    """The learning curve of the convergence study (table and figure)."""
+    input:
+        f"{STUDY_DIR}/learning_curve.csv",
+        figure_file("study/learning_curve"),
+
+
+rule study_lodi_snapshot:
+    """LODI trained from the previous snapshot of its chain to this step (CPU or GPU job)."""
+    input:
+        unpack(prev_lodi_state),
+        grids=grid_files(config["simulations"]["lodi_train"]),
+    output:
+        model=f"{STUDY_DIR}/lodi/{{variant}}/step{{step}}/model.pt",
+        state=f"{STUDY_DIR}/lodi/{{variant}}/step{{step}}/state.pt",
+        history=f"{STUDY_DIR}/lodi/{{variant}}/step{{step}}/history.csv",
+    log:
+        log_file("study/lodi_{variant}_step{step}"),
+    benchmark:
+        rule_benchmark("study_lodi_{variant}_step{step}")
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=True),
+    params:
+        lodi=lambda w: study_lodi_config(w.variant),
+        work=lambda w: f"{STUDY_DIR}/lodi/{w.variant}/step{w.step}/work.pt",
+        expect=grid_expectation(),
+        device=config["device"],
+    script:
+        "../scripts/study_lodi_snapshot.py"
+
+
+rule study_halogen_snapshot:
+    """HALOgen trained from the previous snapshot to this epoch."""
+    input:
+        unpack(prev_halogen_state),
+        grids=grid_files(config["simulations"]["halogen_train"]),
+    output:
+        model=f"{STUDY_DIR}/halogen/epoch{{epoch}}/model.pt",
+        state=f"{STUDY_DIR}/halogen/epoch{{epoch}}/state.pt",
+        history=f"{STUDY_DIR}/halogen/epoch{{epoch}}/history.csv",
+    log:
+        log_file("study/halogen_epoch{epoch}"),
+    benchmark:
+        rule_benchmark("study_halogen_epoch{epoch}")
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=True),
+    params:
+        halogen=lambda w: study_halogen_config(),
+        work=lambda w: f"{STUDY_DIR}/halogen/epoch{w.epoch}/work.pt",
+        expect=grid_expectation(),
+        device=config["device"],
+    script:
+        "../scripts/study_halogen_snapshot.py"
+
+
+rule study_predict_halos:
+    """A HALOgen snapshot's halo channels of a held-out simulation."""
+    input:
+        model=halogen_snapshot("{epoch}"),
+        grid=grid_file(),
+    output:
+        f"{STUDY_DIR}/halogen/epoch{{epoch}}/{{sim}}_halos.h5",
+    log:
+        log_file("study/predict_halos_epoch{epoch}_{sim}"),
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=True),
+    params:
+        inference=lambda w: study_halogen_config()["inference"],
+        device=config["device"],
+    script:
+        "../scripts/study_predict_halos.py"
+
+
+rule study_halogen_score:
+    """HALOgen's channel metrics of one snapshot on one held-out simulation."""
+    input:
+        model=halogen_snapshot("{epoch}"),
+        predicted=f"{STUDY_DIR}/halogen/epoch{{epoch}}/{{sim}}_halos.h5",
+        grid=grid_file(),
+    output:
+        f"{STUDY_DIR}/scores/halogen/epoch{{epoch}}_{{sim}}.csv",
+    log:
+        log_file("study/halogen_score_epoch{epoch}_{sim}"),
+    conda:
+        "../../envs/lodi.yaml"
+    resources:
+        **cluster_resources(gpu=False),
+    params:
+        post_threshold=lambda w: study_halogen_config()["inference"]["post_threshold"],
+    script:
+        "../scripts/study_halogen_score.py"
+
+
+rule study_lodi_score:
+    """One held-out volume by latent overlap with a LODI snapshot, scored against the target."""
+    input:
+        model=lambda w: lodi_snapshot(w.variant, w.step),
+        halos=study_halos,
+        grid=grid_file(),
+    output:
+        f"{STUDY_DIR}/scores/lodi/{{variant}}/step{{step}}_{{sim}}_{{condition}}_seed{{seed}}.csv",
+    log:
+        log_file("study/lodi_score_{variant}_step{step}_{sim}_{condition}_seed{seed}"),
+    benchmark:
+        rule_benchmark("study_lodi_score_{variant}_step{step}_{sim}_{condition}_seed{seed}")
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=True),
+    params:
+        generation=lambda w: study_generation(w.variant),
+        device=config["device"],
+    script:
+        "../scripts/study_lodi_score.py"
+
+
+rule study_curve:
+    """results/study/learning_curve.csv and its figure: every metric against training time,
+    the baselines as reference lines."""
+    input:
+        scores=lambda w: study_scores(),
+        baselines=lambda w: study_baselines(),
+        grids=lambda w: grid_files(study_section().get("simulations", TEST_SIMS)),
+    output:
+        table=report(f"{STUDY_DIR}/learning_curve.csv", caption="../report/study.rst", category="Study"),
+        pdf=report(figure_file("study/learning_curve"), caption="../report/study.rst", category="Study"),
+        png=figure_file("study/learning_curve", "png"),
+    log:
+        log_file("study/curve"),
+    conda:
+        "../../envs/lodi.yaml"
+    resources:
+        **cluster_resources(gpu=False),
+    params:
+        main=lambda w: study_section()["main"],
+        title=f"{config['run_name']}: convergence study",
+    script:
+        "../scripts/study_curve.py"

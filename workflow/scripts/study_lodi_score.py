@@ -1,0 +1,15 @@
+"""rule study_lodi_score: one held-out volume by latent overlap with a LODI snapshot, scored."""
+
+from lodi_core.runtime import pick_device, run_script
+from lodi_core.study import score_lodi
+
+
+def main():
+    i, p, w = snakemake.input, snakemake.params, snakemake.wildcards
+    labels = {"variant": w.variant, "condition": w.condition}
+    score_lodi(
+        i.model, i.halos, i.grid, snakemake.output[0], p.generation, int(w.seed), w.sim, pick_device(p.device), labels
+    )
+
+
+run_script(main, snakemake.log[0], snakemake.threads)
