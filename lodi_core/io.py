@@ -8,6 +8,7 @@ half-written file under a final name that a later rule would trust.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -110,6 +111,27 @@ def open_hdf5(path, what: str = "HDF5 file") -> h5py.File:
         return h5py.File(p, "r")
     except OSError as err:  # truncated files can pass the signature check
         raise InputError(p, f"cannot be read as a {what} ({err}); it may be truncated") from err
+
+
+def data_fingerprint(path) -> str:
+    """SHA-256 of every dataset of an HDF5 file (its name, dtype, shape and bytes, in name
+    order): the identity of the data, whatever the file's attributes (paths, code version) or
+    location. A training checkpoint stores the fingerprints of its training data, so new data
+    under an old path is never resumed as if it were the old."""
+    digest = hashlib.sha256()
+    with open_hdf5(path) as f:
+        names = []
+        f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        for name in sorted(names):
+            data = f[name][...]
+            digest.update(f"{name}|{data.dtype.str}|{data.shape}|".encode())
+            digest.update(np.ascontiguousarray(data).tobytes())
+    return digest.hexdigest()
+
+
+def training_data_key(paths) -> list[dict]:
+    """The resume key of training data: each file's path and :func:`data_fingerprint`."""
+    return [{"path": str(p), "sha256": data_fingerprint(p)} for p in paths]
 
 
 def read_hdf5(path, names: list[str], what: str = "HDF5 file") -> tuple[dict[str, np.ndarray], dict]:
@@ -222,6 +244,16 @@ def load_checkpoint(path, kind: str | None = None, map_location="cpu") -> dict:
     if kind is not None and state.get("kind") != kind:
         raise InputError(p, f"checkpoint is of kind '{state.get('kind')}', expected '{kind}'")
     return state
+
+
+def load_weights(model: torch.nn.Module, path, state: dict, architecture) -> torch.nn.Module:
+    """The model file's weights into ``model`` (eval mode); weights of another shape are an
+    InputError naming the file and the stored ``architecture``."""
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise InputError(path, f"weights do not fit the stored architecture {architecture}: {err}") from err
+    return model.eval()
 
 
 def write_csv(table, path) -> None:

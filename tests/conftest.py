@@ -14,11 +14,9 @@ os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 import pytest  # noqa: E402
 import slurm_helpers
 import torch  # noqa: E402
-from grid_data import TINY_NET, make_grid_file, tiny
+from grid_data import make_grid_file, train_tiny_lodi
 
 from lodi_core.io import save_checkpoint
-from lodi_core.models.vdm import VDMConfig
-from lodi_core.training.lodi import LodiTrainConfig, train_lodi
 
 # Two threads, as the workflow's jobs have on 2 cores: tests compare in-process results with
 # the jobs' bit for bit, and the CPU kernels' rounding depends on the thread count.
@@ -33,28 +31,15 @@ def grid_file(tmp_path):
 @pytest.fixture
 def lodi_model(grid_file, tmp_path):
     """A tiny LODI model trained for a few steps on the fixture grid (real code, small)."""
-    cfg = tiny(
-        LodiTrainConfig,
-        box=8,
-        candidate_stride=4,
+    content = train_tiny_lodi(
+        grid_file,
+        tmp_path / "ckpt.pt",
+        tmp_path / "hist.csv",
         batch_size=4,
         iterations=12,
-        warmup=2,
         checkpoint_every=5,
         validate_every=6,
         val_boxes=4,
-        bf16=False,
-        important_log_rho=11.0,
-    )
-    content = train_lodi(
-        [grid_file],
-        TINY_NET,
-        tiny(VDMConfig),
-        cfg,
-        tmp_path / "ckpt.pt",
-        tmp_path / "hist.csv",
-        torch.device("cpu"),
-        progress=False,
     )
     save_checkpoint(tmp_path / "lodi.pt", content)
     return tmp_path / "lodi.pt", content

@@ -39,6 +39,17 @@ def paper(section_class, **overrides):
 TINY_NET = tiny(DenoiserConfig)
 
 
+def train_tiny_lodi(grid, checkpoint, history, **train):
+    """LODI trained a few steps on a fixture grid (8^3 boxes, fp32): the real training code,
+    small; ``train`` overrides keys of lodi.train."""
+    from lodi_core.models.vdm import VDMConfig
+    from lodi_core.training.lodi import LodiTrainConfig, train_lodi
+
+    settings = dict(box=8, candidate_stride=4, warmup=2, bf16=False, important_log_rho=11.0)
+    cfg = tiny(LodiTrainConfig, **{**settings, **train})
+    return train_lodi([grid], TINY_NET, tiny(VDMConfig), cfg, checkpoint, history, torch.device("cpu"), progress=False)
+
+
 def make_grid_file(path, n=32, box_size=8.0, seed=0):
     """A lognormal dark-matter field, halo channels on its peaks and T_b tracing the halos:
     small stand-ins with the units and layout of real grid files."""

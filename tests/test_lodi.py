@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from grid_data import TINY_NET, tiny
+from grid_data import tiny, train_tiny_lodi
 
 from lodi_core.models.lodi import BoxSampler, box_noise
-from lodi_core.models.vdm import VDMConfig, alpha, sigma
-from lodi_core.training.lodi import LodiTrainConfig, lr_at, select_subvolumes, train_lodi
+from lodi_core.models.vdm import alpha, sigma
+from lodi_core.training.lodi import LodiTrainConfig, lr_at, select_subvolumes
 from lodi_core.training.loop import EMA
 
 
@@ -52,28 +52,15 @@ def test_training_writes_curves_and_the_normalisation(lodi_model, tmp_path):
 
 def test_training_resumes_to_the_same_weights(grid_file, tmp_path):
     def run(iterations, name):
-        cfg = tiny(
-            LodiTrainConfig,
-            box=8,
-            candidate_stride=4,
+        return train_tiny_lodi(
+            grid_file,
+            tmp_path / f"{name}.pt",
+            tmp_path / f"{name}.csv",
             batch_size=2,
             iterations=iterations,
-            warmup=2,
             checkpoint_every=3,
             validate_every=3,
             val_boxes=2,
-            bf16=False,
-            important_log_rho=11.0,
-        )
-        return train_lodi(
-            [grid_file],
-            TINY_NET,
-            tiny(VDMConfig),
-            cfg,
-            tmp_path / f"{name}.pt",
-            tmp_path / f"{name}.csv",
-            torch.device("cpu"),
-            progress=False,
         )
 
     full = run(6, "full")

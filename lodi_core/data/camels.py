@@ -83,7 +83,7 @@ class Layout:
         return self.path(kind, sim, dm_only)
 
 
-def _chunks(path: Path) -> list[Path]:
+def snapshot_files(path: Path) -> list[Path]:
     """All files of a snapshot that may be split as name.0.hdf5, name.1.hdf5, ..."""
     m = re.match(r"(.*)\.0\.hdf5$", path.name)
     if not m:
@@ -126,6 +126,27 @@ def _import_blosc_filters() -> None:
         pass
 
 
+#: positions may lie outside [0, BoxSize) by this fraction of BoxSize (float32 rounding of
+#: coordinates near BoxSize is ~1e-7 of it; a cell of the paper's grid is 4e-3 of it)
+BOX_TOLERANCE = 1e-5
+
+
+def check_inside_box(path, group: str, positions: np.ndarray, box_size: float) -> None:
+    """Positions (N, 3) in Mpc/h must lie in [0, box_size) up to ``BOX_TOLERANCE`` x box_size
+    (those within it are wrapped by the CIC painters); farther out means a corrupt or
+    mislabelled file: an InputError naming the particle type, how many and the worst value."""
+    tol = BOX_TOLERANCE * box_size
+    outside = np.maximum(-positions, positions - box_size)  # > 0 outside [0, box_size]
+    bad = (outside > tol).any(axis=1)
+    if bad.any():
+        worst = positions.reshape(-1)[int(np.argmax(outside))]
+        raise InputError(
+            path,
+            f"{int(bad.sum())} of {len(positions)} {group} positions lie outside the box [0, {box_size:g}) Mpc/h "
+            f"by more than {tol:.2g} Mpc/h (the worst at {worst:.6g} Mpc/h); the file is corrupt or not of this box",
+        )
+
+
 def read_snapshot(
     path,
     part_type: int,
@@ -141,7 +162,7 @@ def read_snapshot(
     """
     _import_blosc_filters()
     path = Path(path)
-    files = _chunks(path)
+    files = snapshot_files(path)
     out: dict[str, list] = {name: [] for name in fields}
     header: dict = {}
     group = f"PartType{part_type}"
@@ -181,6 +202,7 @@ def read_snapshot(
             raise InputError(path, f"dataset '{group}/{name}' contains NaN or Inf")
         if name == "Coordinates":
             arr = arr.astype(np.float64) / 1000.0  # ckpc/h -> Mpc/h
+            check_inside_box(path, group, arr, float(header["BoxSize"]) / 1000.0)
         data[name] = arr
     return data, header
 
@@ -204,7 +226,7 @@ def read_catalogue(
     path = Path(path)
     pos_parts, mass_parts = [], []
     header: dict = {}
-    for file in _chunks(path):
+    for file in snapshot_files(path):
         with open_hdf5(file, "group catalogue") as f:
             hdr = _header(f, file, need=("BoxSize", "Redshift"))
             if not header:
@@ -292,7 +314,7 @@ def download(
 def read_box_size(path) -> float:
     """Box side in Mpc/h from a snapshot's header (Header/BoxSize is in ckpc/h)."""
     path = Path(path)
-    with open_hdf5(_chunks(path)[0], "snapshot") as f:
+    with open_hdf5(snapshot_files(path)[0], "snapshot") as f:
         return float(_header(f, path)["BoxSize"]) / 1000.0
 
 

@@ -23,6 +23,22 @@ from . import camels
 log = logging.getLogger(__name__)
 
 
+#: the keys of the config's ``data`` section a grid depends on (read by GridSpec.from_config);
+#: not the CAMELS paths, server or checksums
+GRID_CONFIG_KEYS = (
+    "box_size",
+    "n_grid",
+    "redshift",
+    "smoothing_radius",
+    "halo_position",
+    "halo_mass",
+    "halo_mass_edges",
+    "allow_empty_channels",
+    "hydrogen_mass_fraction",
+    "dm_source",
+)
+
+
 @dataclass(frozen=True)
 class GridSpec:
     """What the grids are (config ``data``)."""

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigSection
-from ..io import InputError, load_checkpoint
+from ..io import load_checkpoint, load_weights
 
 
 @dataclass(frozen=True)
@@ -274,9 +274,4 @@ def load_halogen(path, device="cpu") -> tuple[HALOgen, dict]:
     """The trained network (eval mode) and the model file's metadata."""
     state = load_checkpoint(path, kind="halogen", map_location=device)
     net = HALOgen(HalogenConfig.from_dict(state["network"])).to(device)
-    try:
-        net.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise InputError(path, f"weights do not fit the stored HALOgen architecture {state['network']}: {err}") from err
-    net.eval()
-    return net, state
+    return load_weights(net, path, state, {"HALOgen": state["network"]}), state

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigSection
-from ..io import InputError, load_checkpoint
+from ..io import load_checkpoint, load_weights
 from ..physics.fields import Stencil, fourier_wavenumbers, gaussian_smooth
 
 
@@ -252,13 +252,7 @@ def load_ldl(path) -> tuple[LDL, dict]:
     state = load_checkpoint(path, kind="ldl")
     g = state["grid"]
     model = LDL(int(state["config"]["layers"]), g["box_size"], g["n_grid"], g["smoothing_radius"], 1.0)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise InputError(
-            path, f"weights do not fit an LDL model with {state['config']['layers']} layers: {err}"
-        ) from err
-    return model.eval(), state
+    return load_weights(model, path, state, {"LDL layers": state["config"]["layers"]}), state
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..data.transforms import LogTransform
-from ..io import InputError, load_checkpoint
+from ..io import InputError, load_checkpoint, load_weights
 from ..runtime import autocast, memory_format
 from .unet import Denoiser, DenoiserConfig
 from .vdm import VDM, VDMConfig, clip_prediction, sample_loop
@@ -21,12 +21,7 @@ def load_lodi(path, device="cpu") -> tuple[VDM, dict]:
     """The trained VDM (EMA weights, eval mode) and the model file's metadata."""
     state = load_checkpoint(path, kind="lodi", map_location=device)
     model = build_vdm(DenoiserConfig.from_dict(state["network"]), VDMConfig.from_dict(state["vdm"])).to(device)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        raise InputError(path, f"weights do not fit the stored LODI architecture {state['network']}: {err}") from err
-    model.eval()
-    return model, state
+    return load_weights(model, path, state, {"LODI": state["network"]}), state
 
 
 def box_noise(generators: list[torch.Generator], shape: tuple, device) -> callable:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.camels import read_particles
-from ..io import atomic_path, read_grids, save_checkpoint
+from ..data.camels import read_particles, snapshot_files
+from ..io import atomic_path, read_grids, save_checkpoint, training_data_key
 from ..models.halo_model import fit_halo_model
 from ..models.ldl import LDL, LDLConfig, PowerBins, fourier_weight, ldl_loss
 from ..physics.fields import Stencil
@@ -88,7 +88,7 @@ def train_ldl(
     )
     resume_key = {
         "config": cfg.to_dict(exclude=("steps", "checkpoint_every")),
-        "data": [str(p) for p in snapshots] + [str(p) for p in grid_paths],
+        "data": training_data_key([f for s in snapshots for f in snapshot_files(Path(s))] + list(grid_paths)),
     }
     final = train(spec, model, optimizer, compute_loss, lr_at, checkpoint_path, history_path, resume_key)
     model.load_state_dict(final["model"])

@@ -13,7 +13,7 @@ from ..config import ConfigSection
 from ..data.augment import CUBE_SYMMETRIES, apply_symmetry
 from ..data.transforms import LogTransform
 from ..data.windows import extract, window_origins
-from ..io import read_training_grids
+from ..io import read_training_grids, training_data_key
 from ..models.halogen import (
     HALOgen,
     HalogenConfig,
@@ -23,7 +23,7 @@ from ..models.halogen import (
     loss_mask,
 )
 from ..runtime import autocast, memory_format
-from .loop import LoopSpec, train
+from .loop import LoopSpec, kept_weights, train
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def train_halogen(
         "network": net_cfg.to_dict(),
         "train": cfg.to_dict(exclude=("epochs",)),
         "loss": loss_cfg.to_dict(),
-        "data": [str(f) for f in grid_files],
+        "data": training_data_key(grid_files),
     }
     final = train(
         spec,
@@ -183,11 +183,9 @@ def train_halogen(
         resume_key,
         validate=validate if data.val else None,
     )
-    if keep not in ("best", "last"):
-        raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
     return {
         "kind": "halogen",
-        "model": final["best_model"] if keep == "best" else final["model"],
+        "model": kept_weights(final, keep),
         "network": net_cfg.to_dict(),
         "dm_transform": data.dm_transform.to_dict(),
         "halo_transform": data.halo_transform.to_dict(),

@@ -13,12 +13,12 @@ import torch.nn.functional as F
 from ..config import ConfigSection
 from ..data.augment import CUBE_SYMMETRIES, apply_symmetry
 from ..data.transforms import LogTransform
-from ..io import InputError, read_training_grids
+from ..io import InputError, read_training_grids, training_data_key
 from ..models.lodi import build_vdm
 from ..models.unet import DenoiserConfig
 from ..models.vdm import VDMConfig
 from ..runtime import autocast, memory_format
-from .loop import EMA, LoopSpec, train
+from .loop import EMA, LoopSpec, kept_weights, train
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def train_lodi(
         "network": net_cfg.to_dict(),
         "vdm": vdm_cfg.to_dict(),
         "train": cfg.to_dict(exclude=("iterations", "checkpoint_every", "validate_every")),
-        "data": [str(f) for f in grid_files],
+        "data": training_data_key(grid_files),
     }
     final = train(
         spec,
@@ -240,9 +240,7 @@ def train_lodi(
         generator=generator,
         ema=ema,
     )
-    if keep not in ("best", "last"):
-        raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
-    weights = final["best_model"] if keep == "best" else ema.weights()
+    weights = kept_weights(final, keep)
     model.load_state_dict(weights)
     model.eval()
     with autocast(device, cfg.bf16):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..io import InputError, load_checkpoint, save_checkpoint, write_csv
+from ..io import load_checkpoint, save_checkpoint, write_csv
 from ..runtime import StopRequested, preemption_signals
 
 log = logging.getLogger(__name__)
@@ -80,15 +81,20 @@ class LoopSpec:
     progress: bool = True
 
 
-def check_resume_key(path, stored: dict, current: dict) -> None:
-    """A checkpoint made with another architecture or data setup cannot be resumed."""
+def setup_differences(stored: dict, current: dict) -> str:
+    """What differs between a checkpoint's resume key and this run's ("" when nothing): the
+    architecture, the training settings or the training data (content fingerprints)."""
     diffs = {k: (stored.get(k), v) for k, v in current.items() if stored.get(k) != v}
-    if diffs:
-        lines = "; ".join(f"{k}: checkpoint has {a!r}, config has {b!r}" for k, (a, b) in diffs.items())
-        raise InputError(
-            path,
-            f"checkpoint was made with another setup ({lines}); delete it to start over or restore the config",
-        )
+    return "; ".join(f"{k}: checkpoint has {a!r}, this run has {b!r}" for k, (a, b) in diffs.items())
+
+
+def set_aside(path: Path, why: str) -> Path:
+    """Move a checkpoint made with another setup to ``<name>.stale-<UTC time>`` (kept, never
+    resumed) so that training starts over."""
+    stale = path.with_name(f"{path.name}.stale-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    os.replace(path, stale)
+    log.warning("%s was made with another setup (%s); kept as %s, training starts over", path, why, stale)
+    return stale
 
 
 def train(
@@ -114,7 +120,10 @@ def train(
     step, history, best_val, best_model = 0, [], math.inf, None
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path, kind=spec.kind)
-        check_resume_key(checkpoint_path, state.get("resume_key", {}), resume_key)
+        why = setup_differences(state.get("resume_key", {}), resume_key)
+        if why:
+            set_aside(checkpoint_path, why)
+    if checkpoint_path.exists():
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None and state.get("ema") is not None:
@@ -125,7 +134,7 @@ def train(
         best_val, best_model = state["best_val"], state["best_model"]
         log.info("resumed %s training from %s at step %d/%d", spec.kind, checkpoint_path, step, spec.total_steps)
     time_offset = history[-1].get("time_s", 0.0) if history else 0.0
-    started = time.perf_counter()
+    started, first_step = time.perf_counter(), step
 
     def weights_for_eval() -> dict:
         return ema.weights() if ema is not None else model.state_dict()
@@ -205,11 +214,26 @@ def train(
                     f"{spec.kind} training stopped by signal at step {step}; checkpoint written to {checkpoint_path}"
                 )
     bar.close()
+    if step == first_step:
+        # a finished checkpoint resumed (a rerun forced or triggered upstream) trains no step
+        # and writes no checkpoint: its loss history is written again, so the outputs are complete
+        write_history(history, history_path)
     if best_model is None:
         best_model = {k: v.detach().clone() for k, v in weights_for_eval().items()}
     final = snapshot()
     final["best_model"] = best_model
     return final
+
+
+def kept_weights(final: dict, keep: str) -> dict:
+    """The weights a model file keeps from :func:`train`'s final dict: ``"best"``, the lowest
+    validation loss (EMA weights where kept), or ``"last"``, those of the last step (EMA
+    weights where kept), as learning-curve snapshots need."""
+    if keep == "best":
+        return final["best_model"]
+    if keep == "last":
+        return final["ema"]["shadow"] if final.get("ema") is not None else final["model"]
+    raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
 
 
 def write_history(history: list[dict], path) -> None:

@@ -105,32 +105,28 @@ def test_checkpoint_of_another_kind_or_corrupt(tmp_path):
         load_checkpoint(tmp_path / "junk.pt")
 
 
-def test_resuming_a_checkpoint_of_another_architecture(grid_file, tmp_path):
+def test_a_checkpoint_of_another_architecture_is_set_aside(grid_file, tmp_path, caplog):
+    """A checkpoint made with other settings is never resumed: it is kept as
+    checkpoint.stale-<time> with a warning naming what differs, and training starts over."""
     from lodi_core.models.halogen import HalogenConfig, LossConfig
     from lodi_core.training.halogen import HalogenTrainConfig, train_halogen
 
     cfg = tiny(HalogenTrainConfig, window=16, train_stride=16, batch_size=4, epochs=1, bf16=False)
-    train_halogen(
-        [grid_file],
-        tiny(HalogenConfig, channels=(4, 8, 8), bottleneck_channels=8),
-        cfg,
-        tiny(LossConfig),
-        tmp_path / "c.pt",
-        tmp_path / "h.csv",
-        torch.device("cpu"),
-        progress=False,
-    )
-    with pytest.raises(InputError, match=r"c.pt: checkpoint was made with another setup \(network"):
-        train_halogen(
-            [grid_file],
-            tiny(HalogenConfig, channels=(8, 8, 8), bottleneck_channels=8),
-            cfg,
-            tiny(LossConfig),
-            tmp_path / "c.pt",
-            tmp_path / "h.csv",
-            torch.device("cpu"),
-            progress=False,
+
+    def run(channels, checkpoint):
+        net = tiny(HalogenConfig, channels=channels, bottleneck_channels=8)
+        return train_halogen(
+            [grid_file], net, cfg, tiny(LossConfig), checkpoint, tmp_path / "h.csv", torch.device("cpu"), progress=False
         )
+
+    run((4, 8, 8), tmp_path / "c.pt")
+    other = run((8, 8, 8), tmp_path / "c.pt")
+    stale = list(tmp_path.glob("c.pt.stale-*"))
+    assert len(stale) == 1 and load_checkpoint(stale[0])["resume_key"]["network"]["channels"] == [4, 8, 8]
+    assert "made with another setup (network" in caplog.text
+    fresh = run((8, 8, 8), tmp_path / "fresh.pt")
+    for k in fresh["model"]:
+        assert torch.equal(other["model"][k], fresh["model"][k]), k
 
 
 def _dry_run_with(tmp_path, edit) -> str:

@@ -186,6 +186,19 @@ def simulations():
     return list(dict.fromkeys(names))
 
 
+def grid_params():
+    """The data settings a grid job depends on (its params)."""
+    from lodi_core.data.grids import GRID_CONFIG_KEYS
+
+    return {k: config["data"][k] for k in GRID_CONFIG_KEYS}
+
+
+def synthetic_params():
+    """The settings every synthetic simulation shares; each also has its own seed, so adding
+    or reseeding one simulation reruns only that one."""
+    return {k: v for k, v in config["synthetic"].items() if k != "ic_seeds"}
+
+
 def synthetic_seed(sim):
     seeds = config["synthetic"]["ic_seeds"]
     if sim not in seeds:

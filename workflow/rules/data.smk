@@ -27,7 +27,7 @@ rule synthetic_simulation:
         **cluster_resources(gpu=False),
     params:
         seed=lambda w: synthetic_seed(w.sim),
-        synthetic=config["synthetic"],
+        synthetic=synthetic_params(),
         box_size=config["data"]["box_size"],
         redshift=config["data"]["redshift"],
         cosmology=config["cosmology"],
@@ -78,7 +78,7 @@ rule grids:
     resources:
         **cluster_resources(gpu=False),
     params:
-        data=config["data"],
+        data=grid_params(),
         cosmology=config["cosmology"],
         device=config["device"],
     script:
@@ -102,7 +102,7 @@ rule dm_grid:
     resources:
         **cluster_resources(gpu=False),
     params:
-        data=config["data"],
+        data=grid_params(),
         cosmology=config["cosmology"],
         n_grid=lambda w: external_n_grid(w.sim),
         device=config["device"],

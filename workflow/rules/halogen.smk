@@ -20,7 +20,7 @@ rule train_halogen:
     resources:
         **cluster_resources(gpu=True),
     params:
-        halogen=config["halogen"],
+        halogen={k: config["halogen"][k] for k in ("network", "loss", "train")},
         expect=grid_expectation(),
         checkpoint=f"{RESULTS}/halogen/checkpoint.pt",
         device=config["device"],
