@@ -12,7 +12,6 @@ held-out volume with a snapshot and writes one row of metrics.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import time
@@ -32,23 +31,6 @@ from .models.unet import DenoiserConfig
 from .models.vdm import VDMConfig
 from .training.halogen import HalogenTrainConfig, train_halogen
 from .training.lodi import LodiTrainConfig, train_lodi
-
-log = logging.getLogger(__name__)
-
-#: the LODI metrics the curve follows (columns of analysis.metrics.volume_metrics)
-LODI_METRICS = (
-    "max_abs_residual_k1",
-    "max_abs_residual_k5",
-    "max_abs_residual_k10",
-    "mean_abs_residual_k1",
-    "mean_abs_residual_k5",
-    "mean_abs_residual_k10",
-    "r_k1",
-    "r_k5",
-    "pdf_distance_dex",
-    "mean_tb_ratio",
-    "seam_metric",
-)
 
 
 def _continue(prev_state, work: Path) -> None:

@@ -3,6 +3,8 @@ box sampler generation uses (the network plus the normalisations it was trained 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from ..data.transforms import LogTransform
@@ -24,7 +26,7 @@ def load_lodi(path, device="cpu") -> tuple[VDM, dict]:
     return load_weights(model, path, state, {"LODI": state["network"]}), state
 
 
-def box_noise(generators: list[torch.Generator], shape: tuple, device) -> callable:
+def box_noise(generators: list[torch.Generator], shape: tuple, device) -> Callable[[], torch.Tensor]:
     """The noise hook of :func:`vdm.sample_loop` for a batch of boxes: each call returns a
     (B, *shape) standard normal draw whose box k comes from ``generators[k]``, so a box's
     noise does not depend on which other boxes share its batch."""
