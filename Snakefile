@@ -23,6 +23,7 @@ include: "workflow/rules/lodi.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/study_common.smk"
 include: "workflow/rules/study.smk"
 
 

@@ -191,3 +191,46 @@ def learning_curve(score_csvs, baseline_volumes, grid_paths: dict, out_csv) -> p
     table = pd.concat(parts, ignore_index=True, sort=False)
     write_csv(table, out_csv)
     return table
+
+
+SUMMARY_METRICS = (
+    "time_s",
+    "max_abs_residual_k1",
+    "max_abs_residual_k5",
+    "max_abs_residual_k10",
+    "mean_abs_residual_k1",
+    "mean_abs_residual_k5",
+    "mean_abs_residual_k10",
+    "r_k1",
+    "r_k5",
+    "pdf_distance_dex",
+    "mean_tb_ratio",
+    "seam_metric",
+)
+
+
+def summary(table: pd.DataFrame, out_csv=None) -> pd.DataFrame:
+    """The learning curve in one row per LODI snapshot and condition (means over simulations
+    and seeds, with ``n`` the number of volumes), per HALOgen epoch and channel, and per
+    baseline: what docs/convergence.md quotes."""
+    parts = []
+    lodi = table[table["model"] == "lodi"]
+    if len(lodi):
+        cols = [c for c in SUMMARY_METRICS if c in lodi]
+        g = lodi.groupby(["variant", "condition", "step"], sort=False)
+        parts.append(g[cols].mean().join(g.size().rename("n")).reset_index().assign(model="lodi"))
+    halogen = table[table["model"] == "halogen"]
+    if len(halogen):
+        cols = [c for c in halogen.columns if c not in ("model", "simulation", "epoch", "channel")]
+        cols = [c for c in cols if pd.api.types.is_numeric_dtype(halogen[c])]
+        g = halogen.groupby(["epoch", "channel"])
+        parts.append(g[cols].mean().reset_index().assign(model="halogen"))
+    base = table[table["model"] == "baseline"]
+    if len(base):
+        cols = [c for c in SUMMARY_METRICS if c in base and c != "time_s"]
+        parts.append(base.groupby("variant")[cols].mean().reset_index().assign(model="baseline"))
+    out = pd.concat(parts, ignore_index=True, sort=False)
+    out = out[["model"] + [c for c in out.columns if c != "model"]]
+    if out_csv is not None:
+        write_csv(out, out_csv)
+    return out

@@ -11,7 +11,7 @@ from grid_data import TINY_CONFIG
 from workflow_helpers import REPO, dry_run, snakemake
 
 from lodi_core.io import load_checkpoint
-from lodi_core.study import run_halogen_snapshot, run_lodi_snapshot
+from lodi_core.study import run_halogen_snapshot, run_lodi_snapshot, summary
 
 STUDY_CONFIG = REPO / "tests" / "study_config.yaml"
 
@@ -84,6 +84,51 @@ def test_halogen_snapshots_chain_to_the_weights_of_one_run(grid_file, tmp_path):
         assert torch.equal(chained["model"][k], straight["model"][k]), k
 
 
+def test_summary_averages_seeds_per_snapshot_and_keeps_each_channel_and_baseline():
+    table = pd.DataFrame(
+        [
+            {
+                "model": "lodi",
+                "variant": "v",
+                "condition": "true_halos",
+                "step": 10,
+                "seed": 0,
+                "r_k1": 0.5,
+                "time_s": 4.0,
+            },
+            {
+                "model": "lodi",
+                "variant": "v",
+                "condition": "true_halos",
+                "step": 10,
+                "seed": 1,
+                "r_k1": 0.7,
+                "time_s": 4.0,
+            },
+            {
+                "model": "lodi",
+                "variant": "v",
+                "condition": "halogen",
+                "step": 10,
+                "seed": 0,
+                "r_k1": 0.1,
+                "time_s": 4.0,
+            },
+            {"model": "halogen", "simulation": "A", "epoch": 2, "channel": 1, "mass_recovered": 0.2},
+            {"model": "halogen", "simulation": "B", "epoch": 2, "channel": 1, "mass_recovered": 0.4},
+            {"model": "halogen", "simulation": "A", "epoch": 2, "channel": 2, "mass_recovered": 0.1},
+            {"model": "baseline", "variant": "ldl", "simulation": "A", "r_k1": 0.3},
+        ]
+    )
+    out = summary(table).set_index(["model", "variant", "condition"], drop=False)
+    true = out.loc[("lodi", "v", "true_halos")]
+    assert true["r_k1"] == pytest.approx(0.6) and true["n"] == 2 and true["time_s"] == 4.0
+    assert out.loc[("lodi", "v", "halogen")]["n"] == 1
+    halogen = out[out["model"] == "halogen"].set_index("channel")
+    assert halogen.loc[1, "mass_recovered"] == pytest.approx(0.3) and halogen.loc[2, "mass_recovered"] == 0.1
+    assert out[out["model"] == "baseline"]["r_k1"].tolist() == [0.3]
+
+
 @pytest.mark.slow
 def test_study_writes_the_learning_curve_and_continues_it(workflow_results, tmp_path):
     r = workflow_results
@@ -116,6 +161,8 @@ def test_study_writes_the_learning_curve_and_continues_it(workflow_results, tmp_
     assert sorted(halogen["epoch"].unique()) == [1, 2] and sorted(halogen["channel"].unique()) == [1, 2, 3, 4]
     assert set(table.loc[table["model"] == "baseline", "variant"]) == {"halo_model", "halo_model_true", "ldl"}
     assert (r / "figures/study/learning_curve.png").stat().st_size > 0
+    brief = pd.read_csv(r / "study/learning_curve_summary.csv")
+    assert len(brief[brief["model"] == "lodi"]) == 6 and (brief.loc[brief["model"] == "lodi", "n"] == 1).all()
     # the analytic variant sampled the main variant's weights: no training of its own
     assert not (r / "study/lodi/main_analytic").exists()
 

@@ -4,118 +4,10 @@
 # Variants (ablations) override lodi.* and generation.* keys; one with `train_as: other` reuses
 # that variant's training (e.g. another sampler on the same weights). Adding a larger step
 # continues the chain from the last snapshot instead of training again.
-STUDY = config.get("study")
-STUDY_DIR = f"{RESULTS}/study"
-
-
 wildcard_constraints:
     step=r"\d+",
     epoch=r"\d+",
     condition="true_halos|halogen",
-
-
-def study_section():
-    if STUDY is None:
-        raise ValueError("this config has no 'study' section: run the study with --configfile config/study.yaml")
-    return STUDY
-
-
-def deep_merge(base, overrides):
-    """A copy of the nested dict ``base`` with ``overrides`` applied key by key."""
-    out = dict(base)
-    for key, value in overrides.items():
-        out[key] = (
-            deep_merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
-        )
-    return out
-
-
-def study_variant(name):
-    return study_section()["variants"][name]
-
-
-def trained_variant(name):
-    """The variant whose training a variant uses (itself unless `train_as`)."""
-    return study_variant(name).get("train_as", name)
-
-
-def study_lodi_config(name):
-    return deep_merge(config["lodi"], study_variant(trained_variant(name)).get("lodi", {}))
-
-
-def study_generation(name):
-    return deep_merge(generation_params(), study_variant(name).get("generation", {}))
-
-
-def chain_steps(trained):
-    """The snapshot steps of a training chain: every step a variant trained as it asks for."""
-    return sorted(
-        {
-            int(s)
-            for v in study_section()["variants"]
-            if trained_variant(v) == trained
-            for s in study_variant(v)["steps"]
-        }
-    )
-
-
-def study_halogen_config():
-    return deep_merge(config["halogen"], study_section()["halogen"].get("overrides", {}))
-
-
-def halogen_epochs():
-    return sorted(int(e) for e in study_section()["halogen"]["epochs"])
-
-
-def lodi_snapshot(variant, step, what="model.pt"):
-    return f"{STUDY_DIR}/lodi/{trained_variant(variant)}/step{step}/{what}"
-
-
-def halogen_snapshot(epoch, what="model.pt"):
-    return f"{STUDY_DIR}/halogen/epoch{epoch}/{what}"
-
-
-def previous(values, value):
-    earlier = [v for v in values if v < int(value)]
-    return max(earlier) if earlier else None
-
-
-def prev_lodi_state(w):
-    step = previous(chain_steps(w.variant), w.step)
-    return {} if step is None else {"prev": lodi_snapshot(w.variant, step, "state.pt")}
-
-
-def prev_halogen_state(w):
-    epoch = previous(halogen_epochs(), w.epoch)
-    return {} if epoch is None else {"prev": halogen_snapshot(epoch, "state.pt")}
-
-
-def study_halos(w):
-    """True halos, or the last HALOgen snapshot's prediction."""
-    if w.condition == "true_halos":
-        return grid_file(w.sim)
-    return f"{STUDY_DIR}/halogen/epoch{halogen_epochs()[-1]}/{w.sim}_halos.h5"
-
-
-def study_scores():
-    s = study_section()
-    sims, seeds = s.get("simulations", TEST_SIMS), s["seeds"]
-    files = []
-    for name, v in s["variants"].items():
-        for step in v["steps"]:
-            for cond in v.get("conditions", ["true_halos"]):
-                files += [
-                    f"{STUDY_DIR}/scores/lodi/{name}/step{step}_{sim}_{cond}_seed{seed}.csv"
-                    for sim in sims
-                    for seed in seeds
-                ]
-    files += [f"{STUDY_DIR}/scores/halogen/epoch{e}_{sim}.csv" for e in halogen_epochs() for sim in sims]
-    return files
-
-
-def study_baselines():
-    sims = study_section().get("simulations", TEST_SIMS)
-    return [volume_file(sim, m, BASELINE_SEED) for sim in sims for m in BASELINE_METHODS]
 
 
 rule study:
@@ -138,6 +30,7 @@ rule study_lodi_snapshot:
         log_file("study/lodi_{variant}_step{step}"),
     benchmark:
         rule_benchmark("study_lodi_{variant}_step{step}")
+    retries: 2
     conda:
         "../../envs/lodi.yaml"
     threads: 4
@@ -165,6 +58,7 @@ rule study_halogen_snapshot:
         log_file("study/halogen_epoch{epoch}"),
     benchmark:
         rule_benchmark("study_halogen_epoch{epoch}")
+    retries: 2
     conda:
         "../../envs/lodi.yaml"
     threads: 4
@@ -188,6 +82,7 @@ rule study_predict_halos:
         f"{STUDY_DIR}/halogen/epoch{{epoch}}/{{sim}}_halos.h5",
     log:
         log_file("study/predict_halos_epoch{epoch}_{sim}"),
+    retries: 2
     conda:
         "../../envs/lodi.yaml"
     threads: 4
@@ -232,6 +127,7 @@ rule study_lodi_score:
         log_file("study/lodi_score_{variant}_step{step}_{sim}_{condition}_seed{seed}"),
     benchmark:
         rule_benchmark("study_lodi_score_{variant}_step{step}_{sim}_{condition}_seed{seed}")
+    retries: 2
     conda:
         "../../envs/lodi.yaml"
     threads: 4
@@ -245,14 +141,15 @@ rule study_lodi_score:
 
 
 rule study_curve:
-    """results/study/learning_curve.csv and its figure: every metric against training time,
-    the baselines as reference lines."""
+    """results/study/learning_curve.csv, its summary (means over seeds) and its figure: every
+    metric against training time, the baselines as reference lines."""
     input:
         scores=lambda w: study_scores(),
         baselines=lambda w: study_baselines(),
         grids=lambda w: grid_files(study_section().get("simulations", TEST_SIMS)),
     output:
         table=report(f"{STUDY_DIR}/learning_curve.csv", caption="../report/study.rst", category="Study"),
+        summary=f"{STUDY_DIR}/learning_curve_summary.csv",
         pdf=report(figure_file("study/learning_curve"), caption="../report/study.rst", category="Study"),
         png=figure_file("study/learning_curve", "png"),
     log:

@@ -4,13 +4,14 @@ from pathlib import Path
 
 from lodi_core.figures.from_files import plot_learning_curve
 from lodi_core.runtime import run_script
-from lodi_core.study import learning_curve
+from lodi_core.study import learning_curve, summary
 
 
 def main():
     i, o, p = snakemake.input, snakemake.output, snakemake.params
     grids = {Path(g).stem: g for g in i.grids}
-    learning_curve(list(i.scores), list(i.baselines), grids, o.table)
+    table = learning_curve(list(i.scores), list(i.baselines), grids, o.table)
+    summary(table, o.summary)
     plot_learning_curve(o.table, p.main, p.title, o.pdf, o.png)
 
 
