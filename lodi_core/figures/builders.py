@@ -599,7 +599,7 @@ def learning_curve_figure(table: pd.DataFrame, main: str, title: str, *paths) ->
     ax = axes.flat[len(CURVE_PANELS)]
     for channel, rows in halogen.groupby("channel"):
         g = rows.groupby("epoch").agg(t=("time_s", "mean"), m=("mass_recovered", "mean")).reset_index()
-        ax.plot(g["t"], g["m"], marker="o", ms=3, label=f"HALOgen ch{channel}")
+        ax.plot(g["t"], g["m"], marker="o", ms=3, label=f"HALOgen ch{int(channel)}")
     ax.axhline(1.0, color="0.6", lw=2.5, alpha=0.4, zorder=0)
     ax.set_xscale("log")
     ax.set_xlabel("HALOgen training wall time [s]")
