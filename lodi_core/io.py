@@ -130,8 +130,9 @@ def data_fingerprint(path) -> str:
 
 
 def training_data_key(paths) -> list[dict]:
-    """The resume key of training data: each file's path and :func:`data_fingerprint`."""
-    return [{"path": str(p), "sha256": data_fingerprint(p)} for p in paths]
+    """The resume key of training data: each file's name and :func:`data_fingerprint`. Not
+    its directory, so a results folder that was moved or copied still resumes."""
+    return [{"file": Path(p).name, "sha256": data_fingerprint(p)} for p in paths]
 
 
 def read_hdf5(path, names: list[str], what: str = "HDF5 file") -> tuple[dict[str, np.ndarray], dict]:

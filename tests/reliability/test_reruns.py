@@ -98,10 +98,11 @@ def test_reseeding_one_simulation_plans_only_its_chain(workflow_results, tmp_pat
 
 @pytest.mark.slow
 def test_forcerun_of_a_finished_training_gives_the_same_model(finished_run):
-    r = finished_run
+    r = finished_run  # a copy in another folder: the checkpoint must still be recognised
     before = load_checkpoint(r / "lodi/model.pt")
     out = snakemake(r, str(r / "lodi/model.pt"), "--forcerun", "train_lodi")
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    assert not list((r / "lodi").glob("checkpoint.pt.stale-*")), "the finished checkpoint was set aside"
     after = load_checkpoint(r / "lodi/model.pt")
     for k in before["model"]:
         assert torch.equal(before["model"][k], after["model"][k]), k
