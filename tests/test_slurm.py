@@ -49,17 +49,20 @@ def test_profile_slurm_all_equals_the_local_run(slurm_run, workflow_results):
     # GPU rules asked SLURM for a GPU and the job used the fallback with a warning
     log = (results / "logs/train_lodi.log").read_text()
     assert "a GPU was expected" in log and "using device cpu" in log
-    # grids are numpy and bit-identical; network outputs made in other processes with other
-    # thread counts differ by float reduction order only (~1e-7 relative on AVX-512 CPUs)
-    for rel, rtol in (
+    # Grids are numpy and bit-identical. Network outputs made in other processes with other
+    # thread counts differ by float reduction order, which bf16 autocast rounds up to ~1e-4 of
+    # a voxel and the sampler's steps carry on (CI measured one voxel of 32768 at 1.4e-4 of the
+    # field's maximum). Another seed, model or input differs at the order of the maximum.
+    for rel, tol in (
         ("grids/CV_0.h5", 0),
         ("grids/CV_1.h5", 0),
-        ("halogen/predicted/CV_1.h5", 1e-4),
-        ("generated/CV_1/latent_overlap_seed0.h5", 1e-4),
-        ("generated/CV_1/tiling_seed0.h5", 1e-4),
+        ("halogen/predicted/CV_1.h5", 1e-3),
+        ("generated/CV_1/latent_overlap_seed0.h5", 1e-3),
+        ("generated/CV_1/tiling_seed0.h5", 1e-3),
     ):
         with h5py.File(results / rel) as a, h5py.File(workflow_results / rel) as b:
             for name in a:
                 x, y = a[name][...], b[name][...]
                 scale = float(np.abs(y).max()) if y.size else 0.0
-                np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * scale, err_msg=f"{rel}:{name}")
+                np.testing.assert_allclose(x, y, rtol=0, atol=tol * scale, err_msg=f"{rel}:{name}")
+                assert np.abs(x - y).mean() <= tol * 1e-2 * scale, f"{rel}:{name}: differs beyond a few voxels"

@@ -106,12 +106,21 @@ def test_nothing_reruns_on_an_unchanged_config(workflow_results):
     assert dry_run(workflow_results, "all")[0] == {}
 
 
-def test_a_killed_stage_is_redone_and_earlier_stages_are_not(workflow_results):
+def one_shard(tmp_path):
+    """A config overlay with one shard per stage: half the stage jobs (their Python start-up
+    is most of a tiny job's time) where the test is not about sharding."""
+    path = tmp_path / "one_shard.yaml"
+    path.write_text("generation:\n  shards: 1\n")
+    return path
+
+
+def test_a_killed_stage_is_redone_and_earlier_stages_are_not(workflow_results, tmp_path):
     r = workflow_results
     seed = 5
     target = f"{r}/generated/CV_1/latent_overlap_seed{seed}.h5"
     stage4 = f"{r}/generated/CV_1/seed{seed}/state_stage4.h5"
-    out = snakemake(r, stage4, "--notemp")
+    overlay = (one_shard(tmp_path),)
+    out = snakemake(r, stage4, "--notemp", configfiles=overlay)
     assert out.returncode == 0, out.stderr[-2000:]
     # start the rest and kill everything as soon as a stage-5 job runs
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -126,6 +135,7 @@ def test_a_killed_stage_is_redone_and_earlier_stages_are_not(workflow_results):
             "2",
             "--configfile",
             str(CONFIG),
+            *map(str, overlay),
             "--config",
             f"results={r}",
         ],
@@ -145,13 +155,13 @@ def test_a_killed_stage_is_redone_and_earlier_stages_are_not(workflow_results):
     proc.wait()
     assert not os.path.exists(target)
     assert not list((r / f"generated/CV_1/seed{seed}").glob("state_stage5*"))
-    jobs, outputs = dry_run(r, target, "--notemp")
+    jobs, outputs = dry_run(r, target, "--notemp", configfiles=overlay)
     stages = {int(m) for m in re.findall(r"state_stage(\d)", " ".join(outputs))}
     assert "merge_stage" in jobs and min(stages) == 5, jobs  # stages 1-4 are not redone
     assert snakemake(r, "--unlock").returncode == 0  # a killed Snakemake leaves its lock behind
-    out = snakemake(r, target)
+    out = snakemake(r, target, configfiles=overlay)
     assert out.returncode == 0, out.stderr[-2000:]
-    cfg = tiny(GenerationConfig)
+    cfg = tiny(GenerationConfig, shards=1)
     sampler = BoxSampler.load(r / "lodi/model.pt", "cpu", cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
     cond, _ = load_condition(sampler, r / "halogen/predicted/CV_1.h5")
     state = generate_volume(sampler, cond, seed, "CV_1", cfg)
@@ -213,7 +223,7 @@ def test_bring_your_own_dark_matter_in_the_workflow(workflow_results, tmp_path):
     r = workflow_results
     snapshot = next((r / "synthetic_camels").rglob("IllustrisTNG_DM/*/CV/CV_0/snapshot_090.hdf5"))
     extra = tmp_path / "byo.yaml"
-    extra.write_text(f"generation:\n  dm_snapshots:\n    MYDM: {snapshot}\n")
+    extra.write_text(f"generation:\n  shards: 1\n  dm_snapshots:\n    MYDM: {snapshot}\n")
     target = f"{r}/generated/MYDM/latent_overlap_seed0.h5"
     jobs, _ = dry_run(r, target, configfiles=(extra,))
     assert set(jobs) == {"dm_grid", "predict_halos", "generate_stage", "merge_stage", "assemble_latent_overlap"}, jobs
