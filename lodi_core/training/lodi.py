@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..config import ConfigSection
 from ..data.augment import CUBE_SYMMETRIES, apply_symmetry
 from ..data.transforms import LogTransform
-from ..io import InputError, read_training_grids, training_data_key
+from ..io import InputError, read_grids, read_training_grids, training_data_key
 from ..models.lodi import build_vdm
 from ..models.unet import DenoiserConfig
 from ..models.vdm import VDMConfig
@@ -54,6 +54,7 @@ class LodiTrainConfig(ConfigSection):
     seed: int
     bf16: bool  # bf16 autocast (GPU or CPU)
     channels_last: bool  # channels-last-3d layout of the network and its inputs
+    condition: str = "true_halos"  # "true_halos" (the paper) or "halogen": HALOgen's halos of the training sims
 
 
 def _local_maxima(field: torch.Tensor) -> torch.Tensor:
@@ -93,13 +94,28 @@ class LodiData:
     """T_b and halo channels of the training simulations, normalised; sub-volumes are cut
     and rotated on the fly (no augmented sample is stored)."""
 
-    def __init__(self, grid_files: list, cfg: LodiTrainConfig, expect: dict | None = None, device="cpu"):
+    def __init__(
+        self, grid_files: list, cfg: LodiTrainConfig, expect: dict | None = None, device="cpu", halo_files=None
+    ):
+        """``halo_files`` (one per grid file, e.g. HALOgen's predictions): the condition to
+        train on instead of the grids' own halos; sub-volumes are still chosen around the
+        grids' true halos, where T_b is."""
         self.cfg = cfg
         grids, _ = read_training_grids(grid_files, ("tb", "halos"), cfg.box, "LODI box", expect)
         tbs, halos = [g["tb"] for g in grids], [g["halos"] for g in grids]
+        condition = halos
+        if halo_files is not None:
+            if len(halo_files) != len(grid_files):
+                raise ValueError(f"{len(halo_files)} halo files for {len(grid_files)} training grids")
+            condition = []
+            for path, true in zip(halo_files, halos):
+                h = read_grids(path, ("halos",))[0]["halos"]
+                if h.shape != true.shape:
+                    raise InputError(path, f"halos of shape {h.shape}, expected the training grid's {true.shape}")
+                condition.append(h)
         tb_floor = cfg.tb_floor_fraction * float(np.mean([t.mean() for t in tbs]))
         self.tb_transform = LogTransform.fit(tbs, tb_floor)
-        self.halo_transform = LogTransform.fit(halos, cfg.halo_floor, channel_axis=0)
+        self.halo_transform = LogTransform.fit(condition, cfg.halo_floor, channel_axis=0)
         rng = np.random.default_rng(cfg.seed)
         samples, self.n_high, self.n_low = [], 0, 0
         for s, h in enumerate(halos):
@@ -114,7 +130,7 @@ class LodiData:
                 "need at least 2 (lower lodi.train.important_log_rho?)",
             )
         self.x = [self.tb_transform.forward(torch.from_numpy(t)).unsqueeze(0).to(device) for t in tbs]
-        self.cond = [self.halo_transform.forward(torch.from_numpy(h), channel_dim=0).to(device) for h in halos]
+        self.cond = [self.halo_transform.forward(torch.from_numpy(h), channel_dim=0).to(device) for h in condition]
         order = rng.permutation(len(samples))
         n_val = max(1, int(round(cfg.val_fraction * len(samples))))
         self.val = [samples[i] for i in order[:n_val]]
@@ -166,13 +182,21 @@ def train_lodi(
     expect: dict | None = None,
     progress: bool = True,
     keep: str = "best",
+    halo_files: list | None = None,
 ) -> dict:
     """Train LODI (resuming from ``checkpoint_path``) and return the model file's content: the
     EMA weights with the lowest validation loss (``keep="best"``) or of the last step
     (``"last"``, for learning curves), architecture, normalisations and Var(x | z_t) on the
-    sampling grid (for ``generation.variance: analytic``)."""
+    sampling grid (for ``generation.variance: analytic``). With ``cfg.condition ==
+    "halogen"``, ``halo_files`` holds HALOgen's halos of the training grids, the condition
+    LODI learns from (the grids' own halos otherwise)."""
+    if (cfg.condition == "halogen") != bool(halo_files):
+        raise ValueError(
+            f"lodi.train.condition is {cfg.condition!r}: HALOgen's halos of the training simulations are "
+            + ("needed" if cfg.condition == "halogen" else "not used")
+        )
     torch.manual_seed(cfg.seed)
-    data = LodiData(grid_files, cfg, expect, device)
+    data = LodiData(grid_files, cfg, expect, device, halo_files or None)
     fmt = memory_format(cfg.channels_last)
     model = build_vdm(net_cfg, vdm_cfg).to(device, memory_format=fmt)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -226,6 +250,7 @@ def train_lodi(
         "vdm": vdm_cfg.to_dict(),
         "train": cfg.to_dict(exclude=("iterations", "checkpoint_every", "validate_every")),
         "data": training_data_key(grid_files),
+        "halos": training_data_key(halo_files or []),
     }
     final = train(
         spec,

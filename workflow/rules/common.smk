@@ -34,6 +34,14 @@ def predicted_halos_file(sim="{sim}"):
     return f"{RESULTS}/halogen/predicted/{sim}.h5"
 
 
+def lodi_training_halos():
+    """HALOgen's halos of LODI's training simulations when LODI learns from them
+    (lodi.train.condition: halogen); none when it learns from the true halos (the paper)."""
+    if config["lodi"]["train"]["condition"] != "halogen":
+        return []
+    return [predicted_halos_file(sim) for sim in config["simulations"]["lodi_train"]]
+
+
 def halogen_eval_file(table, sim="{sim}"):
     """HALOgen's evaluation tables (summary, pdf, pk) of one test simulation."""
     return f"{RESULTS}/halogen/eval/{sim}_{table}.csv"

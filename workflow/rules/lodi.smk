@@ -6,6 +6,7 @@ rule train_lodi:
     (Sec. 2.3.2); resumes from results/lodi/checkpoint.pt."""
     input:
         grids=grid_files(config["simulations"]["lodi_train"]),
+        halos=lodi_training_halos(),
     output:
         model=LODI_MODEL,
         history=f"{RESULTS}/lodi/history.csv",

@@ -18,6 +18,7 @@ def main():
         history_path=snakemake.output.history,
         device=pick_device(snakemake.params.device),
         expect=snakemake.params.expect,
+        halo_files=list(snakemake.input.halos),
     )
     save_checkpoint(snakemake.output.model, content)
 
