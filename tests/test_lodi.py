@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from grid_data import tiny, train_tiny_lodi
+from grid_data import TINY_NET, tiny, train_tiny_lodi
 
+from lodi_core.io import InputError, write_grids
 from lodi_core.models.lodi import BoxSampler, box_noise
-from lodi_core.models.vdm import alpha, sigma
-from lodi_core.training.lodi import LodiTrainConfig, lr_at, select_subvolumes
+from lodi_core.models.vdm import VDMConfig, alpha, sigma
+from lodi_core.training.lodi import LodiData, LodiTrainConfig, lr_at, select_subvolumes, train_lodi
 from lodi_core.training.loop import EMA
 
 
@@ -120,3 +121,42 @@ def test_ema_decay_ramp():
     restored = EMA(model, 0.5, warmup=True)
     restored.load_state_dict(ema.state_dict())
     assert restored.updates == 4 and restored.current_decay() == ema.current_decay() == pytest.approx(5 / 14)
+
+
+def test_training_on_halogen_halos_conditions_on_them_and_selects_on_the_true_ones(grid_file, tmp_path):
+    """lodi.train.condition: halogen: the condition (and its normalisation) comes from the
+    given halo files, the sub-volumes from the grid's true halos; a file of another shape or a
+    condition without its files is refused with the key's name."""
+    import h5py
+
+    with h5py.File(grid_file) as f:
+        true = f["halos"][...]
+    predicted = 0.1 * np.roll(true, 1, axis=-1)  # a fainter, shifted stand-in for HALOgen's output
+    pred_file = tmp_path / "pred.h5"
+    write_grids(pred_file, {"halos": predicted}, {"box_size": 8.0, "n_grid": 32})
+    cfg = tiny(LodiTrainConfig, box=8, candidate_stride=4, important_log_rho=11.0, condition="halogen")
+    on_true, on_pred = LodiData([grid_file], cfg), LodiData([grid_file], cfg, halo_files=[pred_file])
+    assert on_pred.train == on_true.train and on_pred.val == on_true.val  # same boxes, around the true halos
+    expected = on_pred.halo_transform.forward(torch.from_numpy(predicted), channel_dim=0).float()
+    assert torch.allclose(on_pred.cond[0], expected)
+    assert on_pred.halo_transform.mean != on_true.halo_transform.mean
+    torch.testing.assert_close(on_pred.x[0], on_true.x[0])  # the target is still the grid's T_b
+
+    bad = tmp_path / "bad.h5"
+    write_grids(bad, {"halos": predicted[:, :16]}, {"box_size": 8.0, "n_grid": 32})
+    with pytest.raises(InputError, match="bad.h5.*expected the training grid"):
+        LodiData([grid_file], cfg, halo_files=[bad])
+    net, vdm = TINY_NET, tiny(VDMConfig)
+    with pytest.raises(ValueError, match="lodi.train.condition is 'halogen'.*needed"):
+        train_lodi([grid_file], net, vdm, cfg, tmp_path / "c.pt", tmp_path / "h.csv", torch.device("cpu"))
+    with pytest.raises(ValueError, match="'true_halos'.*not used"):
+        train_lodi(
+            [grid_file],
+            net,
+            vdm,
+            tiny(LodiTrainConfig, condition="true_halos"),
+            tmp_path / "c.pt",
+            tmp_path / "h.csv",
+            torch.device("cpu"),
+            halo_files=[pred_file],
+        )

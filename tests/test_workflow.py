@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +19,11 @@ import torch
 from grid_data import tiny
 from workflow_helpers import CONFIG, REPO, dry_run, snakemake
 
+from lodi_core.data.transforms import LogTransform
 from lodi_core.generation.jobs import GenerationConfig, generate_volume, load_condition
+from lodi_core.io import load_checkpoint
 from lodi_core.models.lodi import BoxSampler
+from lodi_core.training.lodi import LodiTrainConfig
 
 pytestmark = pytest.mark.slow
 
@@ -231,6 +235,26 @@ def test_bring_your_own_dark_matter_in_the_workflow(workflow_results, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     with h5py.File(target) as f:
         assert f["tb"].shape == (32, 32, 32) and f.attrs["simulation"] == "MYDM"
+
+
+def test_lodi_learns_from_halogen_halos_when_configured(workflow_results, tmp_path):
+    """lodi.train.condition: halogen runs HALOgen on LODI's training simulation first and
+    trains on its halos (on a copy of the finished run: LODI is retrained)."""
+    r = tmp_path / "results"
+    shutil.copytree(workflow_results, r, symlinks=True)
+    extra = tmp_path / "condition.yaml"
+    extra.write_text("lodi:\n  train:\n    condition: halogen\n")
+    target = f"{r}/lodi/model.pt"
+    jobs, outputs = dry_run(r, target, configfiles=(extra,))
+    assert jobs == {"predict_halos": 1, "train_lodi": 1}, jobs
+    assert any(o.endswith("halogen/predicted/CV_0.h5") for o in outputs), outputs
+    out = snakemake(r, target, configfiles=(extra,))
+    assert out.returncode == 0, out.stderr[-3000:]
+    with h5py.File(r / "halogen/predicted/CV_0.h5") as f:
+        predicted = f["halos"][...]
+    model = load_checkpoint(target, kind="lodi")
+    floor = tiny(LodiTrainConfig).halo_floor
+    assert model["halo_transform"]["mean"] == pytest.approx(LogTransform.fit([predicted], floor, 0).mean)
 
 
 def test_the_report_builds(workflow_results, tmp_path):
