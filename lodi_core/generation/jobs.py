@@ -119,9 +119,9 @@ def run_stage_shard(
     )
 
 
-def run_merge(state_path, shard_paths: list, stage: int, n: int, box: int, out_path, attrs: dict, device="cpu") -> None:
+def run_merge(state_path, shard_paths: list, stage: int, n: int, box: int, out_path, attrs: dict, device="cpu") -> int:
     """One merge job: write the state after stage ``stage`` from the previous state and the
-    stage's shard files."""
+    stage's shard files; returns the number of boxes merged."""
     state = read_state(state_path, n, device) if state_path else VolumeState.empty(n, device)
     done, values = [], []
     for path in shard_paths:
@@ -133,6 +133,7 @@ def run_merge(state_path, shard_paths: list, stage: int, n: int, box: int, out_p
     x0 = torch.cat(values) if values else torch.zeros((0, box, box, box), device=device)
     state = merge_boxes(state, done, x0, box)
     write_state(out_path, state, attrs)
+    return len(done)
 
 
 def lodi_volume_attrs(

@@ -34,6 +34,17 @@ def predicted_halos_file(sim="{sim}"):
     return f"{RESULTS}/halogen/predicted/{sim}.h5"
 
 
+def merge_stage_in_process(input, output, params, wildcards, log):
+    """The merge_stage job inside the Snakemake process (no new Python): the previous state
+    plus the stage's shards (lodi_core.generation.jobs.run_merge), and a one-line log."""
+    from lodi_core.generation.jobs import run_merge
+
+    attrs = {"simulation": wildcards.sim, "seed": int(wildcards.seed)}
+    stage = int(wildcards.stage)
+    n = run_merge(input.get("state"), list(input.shards), stage, params.n_grid, params.box, output[0], attrs)
+    Path(log[0]).write_text(f"stage {stage}: {n} boxes from {len(input.shards)} shard(s)\n")
+
+
 def lodi_training_halos():
     """HALOgen's halos of LODI's training simulations when LODI learns from them
     (lodi.train.condition: halogen); none when it learns from the true halos (the paper)."""

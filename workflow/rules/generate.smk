@@ -40,22 +40,22 @@ rule generate_stage:
 
 
 rule merge_stage:
-    """Write the partial volume (normalised x_0 and the known mask) after one stage."""
+    """Write the partial volume (normalised x_0 and the known mask) after one stage. It runs
+    inside the Snakemake process (a local rule, no GPU): a few milliseconds of copying that
+    would otherwise pay a new Python's torch import, 16 times per volume."""
     input:
         unpack(merge_inputs),
     output:
         temp(state_file()),
     log:
         log_file("generate/{sim}_seed{seed}_merge{stage}"),
-    conda:
-        "../../envs/lodi.yaml"
     resources:
         **cluster_resources(gpu=False),
     params:
         n_grid=generation_n_grid,
         box=config["lodi"]["train"]["box"],
-    script:
-        "../scripts/merge_stage.py"
+    run:
+        merge_stage_in_process(input, output, params, wildcards, log)
 
 
 rule assemble_latent_overlap:
