@@ -1,7 +1,8 @@
 """Raw CPU throughput of the embedded default's networks (config/config.yaml), measured side by
 side in one run: LODI and HALOgen training steps and LODI sampling (network evaluations), in
 fp32 and under bf16 autocast (AVX-512 BF16 / AMX on recent Xeons), in the default and the
-channels-last-3d memory formats, eager and with torch.compile, with 1 and 2 threads.
+channels-last-3d memory formats, eager and with torch.compile, with 1 and 2 threads; and the
+attention kernel on strided against contiguous q, k, v.
 
 Ratios to the fp32 eager 2-thread variant are what to read: absolute times depend on the CPU.
 Run: python benchmarks/cpu_training.py [--quick] [--no-compile]
@@ -107,6 +108,32 @@ def halogen_training(bf16: bool, channels_last: bool, compiled: bool):
     return timed(step)
 
 
+def attention_layout() -> list[dict]:
+    """Scaled dot-product attention at the LODI bottleneck (the sampling batch, the default's
+    heads and width), on q, k, v as the transposed views of the qkv projection against
+    contiguous copies: why unet.SelfAttention makes them contiguous."""
+    net = CONFIG["lodi"]["network"]
+    side = LODI_BOX // 2 ** (len(net["channels"]) - 1)
+    heads, width = net["attention_heads"], net["channels"][-1]
+    rows = []
+    for dtype in (torch.float32, torch.bfloat16):
+        shape = (SAMPLE_BATCH, heads, width // heads, side**3)
+        q, k, v = (torch.randn(shape, dtype=dtype).transpose(-1, -2) for _ in "qkv")
+        strided = timed(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v))
+        qc, kc, vc = (t.contiguous() for t in (q, k, v))
+        contiguous = timed(lambda: torch.nn.functional.scaled_dot_product_attention(qc, kc, vc))
+        rows.append(
+            {
+                "dtype": str(dtype),
+                "tokens": side**3,
+                "strided_s": strided["s_per_step"],
+                "contiguous_s": contiguous["s_per_step"],
+                "speedup": strided["s_per_step"] / contiguous["s_per_step"],
+            }
+        )
+    return rows
+
+
 def main():
     variants = [(bf16, cl, False) for bf16 in (False, True) for cl in (False, True)]
     if use_compile:
@@ -121,6 +148,9 @@ def main():
         "steps": STEPS,
         "runs": [],
     }
+    torch.set_num_threads(2)
+    result["attention_2t"] = attention_layout()
+    print("attention (strided / contiguous):", [round(r["speedup"], 1) for r in result["attention_2t"]], flush=True)
     for threads in (2, 1):
         torch.set_num_threads(threads)
         for bf16, cl, compiled in variants if threads == 2 else [(False, False, False), (True, False, False)]:

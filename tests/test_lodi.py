@@ -69,6 +69,10 @@ def test_training_resumes_to_the_same_weights(grid_file, tmp_path):
     resumed = run(6, "split")
     for k in full["model"]:
         assert torch.equal(full["model"][k], resumed["model"][k]), k
+    # on the true halos the resume key is the one of the versions before lodi.train.condition,
+    # so their checkpoints still resume
+    key = torch.load(tmp_path / "split.pt", weights_only=False)["resume_key"]
+    assert "condition" not in key["train"] and set(key) == {"network", "vdm", "train", "data"}
 
 
 def test_box_sampler_is_deterministic_and_inverts_the_normalisation(lodi_model):

@@ -75,7 +75,7 @@ class GroupedSelfAttention(nn.Module):
     def forward(self, x):
         bsz, c, *spatial = x.shape
         qkv = self.qkv(self.norm(x)).reshape(bsz, self.groups, 3, c // self.groups, -1)
-        q, k, v = (t.transpose(-1, -2) for t in qkv.unbind(2))  # (B, heads, N, d)
+        q, k, v = (t.transpose(-1, -2).contiguous() for t in qkv.unbind(2))  # (B, heads, N, d); see unet.SelfAttention
         out = F.scaled_dot_product_attention(q, k, v)
         out = out.transpose(-1, -2).reshape(bsz, c, *spatial)
         return x + self.proj(out)

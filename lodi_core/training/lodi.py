@@ -245,13 +245,17 @@ def train_lodi(
         grad_clip=cfg.grad_clip,
         progress=progress,
     )
+    # training on the true halos keeps the key it had before `condition` existed, so a long
+    # run started with an earlier version still resumes
+    on_true_halos = ("condition",) if cfg.condition == "true_halos" else ()
     resume_key = {
         "network": net_cfg.to_dict(),
         "vdm": vdm_cfg.to_dict(),
-        "train": cfg.to_dict(exclude=("iterations", "checkpoint_every", "validate_every")),
+        "train": cfg.to_dict(exclude=("iterations", "checkpoint_every", "validate_every", *on_true_halos)),
         "data": training_data_key(grid_files),
-        "halos": training_data_key(halo_files or []),
     }
+    if halo_files:
+        resume_key["halos"] = training_data_key(halo_files)
     final = train(
         spec,
         model,
