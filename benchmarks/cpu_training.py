@@ -54,14 +54,15 @@ def lodi_training(bf16: bool, channels_last: bool, compiled: bool):
     if compiled:
         model.denoiser = torch.compile(model.denoiser)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    g = torch.Generator().manual_seed(0)
     x = torch.randn(LODI_BATCH, 1, LODI_BOX, LODI_BOX, LODI_BOX).contiguous(memory_format=fmt)
     c = torch.randn(LODI_BATCH, 4, LODI_BOX, LODI_BOX, LODI_BOX).contiguous(memory_format=fmt)
 
     def step():
+        step.n = getattr(step, "n", -1) + 1
+        noise = model.draw_noise(x, 0, step.n)
         opt.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(x, c, g).total
+            loss = model(x, c, noise).total
         loss.backward()
         opt.step()
 

@@ -43,14 +43,15 @@ def build(compile_):
 def training(bf16, compile_):
     model = build(compile_)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    g = torch.Generator(device=device).manual_seed(0)
     x = torch.randn(batch, 1, box, box, box, device=device)
     c = torch.randn(batch, 4, box, box, box, device=device)
 
     def step():
+        step.n = getattr(step, "n", -1) + 1
+        noise = model.draw_noise(x, 0, step.n)
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = model(x, c, g).total
+            loss = model(x, c, noise).total
         loss.backward()
         opt.step()
 

@@ -1,9 +1,20 @@
-"""Command line: ``python -m lodi_core generate ...`` runs HALOgen + LODI on a DM-only
-snapshot outside Snakemake (bring your own dark matter)."""
+"""Command line.
+
+- ``python -m lodi_core generate ...`` runs HALOgen + LODI on a DM-only snapshot outside
+  Snakemake (bring your own dark matter).
+- ``python -m lodi_core train {halogen,lodi} ...`` trains one network (rules train_halogen and
+  train_lodi); started once per data-parallel rank.
+- ``python -m lodi_core launch --processes N --nodes M -- train ...`` starts those ranks: the
+  command itself for one process, ``srun`` inside a SLURM job, ``torchrun --standalone`` on one
+  machine otherwise.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
 import sys
 
 from .config import load_config
@@ -71,9 +82,120 @@ def _generate(args) -> None:
     print(f"wrote {args.out}")
 
 
+def launch_command(processes: int, nodes: int, rest: list, env=None) -> list:
+    """The command that starts ``processes`` ranks of ``python -m lodi_core <rest>`` on
+    ``nodes`` nodes: the command itself for one; ``srun`` (one task per rank, the job killed
+    when any rank fails) inside a SLURM job; ``torchrun --standalone`` on this machine."""
+    env = os.environ if env is None else env
+    me = [sys.executable, "-m", "lodi_core", *rest]
+    if processes < 1 or nodes < 1 or processes % nodes:
+        raise ValueError(f"{processes} training processes do not spread evenly over {nodes} nodes")
+    if processes == 1:
+        return me
+    if env.get("SLURM_JOB_ID"):
+        cpus = [f"--cpus-per-task={env['SLURM_CPUS_PER_TASK']}"] if env.get("SLURM_CPUS_PER_TASK") else []
+        return ["srun", "--kill-on-bad-exit=1", f"--ntasks={processes}", f"--nodes={nodes}", *cpus, *me]
+    if nodes > 1:
+        raise ValueError(
+            f"training on {nodes} nodes needs SLURM (snakemake --profile slurm); on one machine set nodes: 1"
+        )
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *me[1:]]
+
+
+def _launch(args) -> int:
+    rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
+    cmd = launch_command(args.processes, args.nodes, rest)
+    print("launch:", " ".join(cmd), file=sys.stderr, flush=True)
+    os.execvp(cmd[0], cmd)
+
+
+def _rank_threads(threads: int, env=None) -> int:
+    """Threads of one rank: SLURM's cpus per task under srun, else the rule's threads shared
+    by the ranks torchrun started on this machine."""
+    env = os.environ if env is None else env
+    if env.get("SLURM_STEP_NUM_TASKS") and env.get("SLURM_CPUS_PER_TASK") and "RANK" not in env:
+        return int(env["SLURM_CPUS_PER_TASK"])
+    return max(1, threads // int(env.get("LOCAL_WORLD_SIZE", 1)))
+
+
+def _train(args) -> int:
+    from .io import save_checkpoint
+    from .runtime import StopRequested, set_threads
+    from .training.distributed import DistributedFailure, init_process_group, rank_device, shutdown, world_from_env
+
+    world = world_from_env()
+    setup_logging(args.log_file if world.is_main else None, logging.INFO if world.is_main else logging.WARNING)
+    set_threads(_rank_threads(args.threads))
+    settings = json.loads(args.settings)
+    device = rank_device(pick_device(args.device), world)
+    try:
+        init_process_group(world, device, args.timeout)
+        common = dict(
+            checkpoint_path=args.checkpoint,
+            history_path=args.history,
+            device=device,
+            expect=settings.get("expect"),
+            world=world,
+        )
+        if args.network == "halogen":
+            from .models.halogen import HalogenConfig, LossConfig
+            from .training.halogen import HalogenTrainConfig, train_halogen
+
+            content = train_halogen(
+                args.grids,
+                HalogenConfig.from_dict(settings["network"]),
+                HalogenTrainConfig.from_dict(settings["train"]),
+                LossConfig.from_dict(settings["loss"]),
+                **common,
+            )
+        else:
+            from .models.unet import DenoiserConfig
+            from .models.vdm import VDMConfig
+            from .training.lodi import LodiTrainConfig, train_lodi
+
+            content = train_lodi(
+                args.grids,
+                DenoiserConfig.from_dict(settings["network"]),
+                VDMConfig.from_dict(settings["vdm"]),
+                LodiTrainConfig.from_dict(settings["train"]),
+                halo_files=[h for h in args.halos if h],  # Snakemake writes '' for no files
+                **common,
+            )
+        if world.is_main:
+            save_checkpoint(args.model, content)
+    except InputError as err:
+        logging.getLogger("lodi").error("bad input: %s", err)
+        print(f"\nERROR (bad input): {err}", file=sys.stderr)
+        return 1
+    except (DistributedFailure, StopRequested) as err:
+        logging.getLogger("lodi").error("%s", err)
+        return 1
+    finally:
+        shutdown()
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lodi_core", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train", help="train HALOgen or LODI (one data-parallel rank; resumes from the checkpoint)")
+    tr.add_argument("network", choices=("halogen", "lodi"))
+    tr.add_argument("--settings", required=True, help="JSON: the config's network, loss/vdm and train sections, expect")
+    tr.add_argument("--grids", nargs="+", required=True, help="training grid files")
+    tr.add_argument(
+        "--halos", nargs="*", default=[], help="LODI with condition 'halogen': HALOgen's halos of the grids"
+    )
+    tr.add_argument("--checkpoint", required=True)
+    tr.add_argument("--model", required=True, help="model file written at the end (rank 0)")
+    tr.add_argument("--history", required=True, help="loss curves (CSV)")
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--threads", type=int, default=1, help="CPU threads of the job (shared by the ranks of a machine)")
+    tr.add_argument("--timeout", type=float, default=900.0, help="collective timeout in seconds (several ranks)")
+    tr.add_argument("--log-file", help="log file (rank 0)")
+    la = sub.add_parser("launch", help="start the ranks of a training run: srun in SLURM, torchrun otherwise")
+    la.add_argument("--processes", type=int, required=True, help="ranks in all (GPUs per node x nodes)")
+    la.add_argument("--nodes", type=int, default=1)
+    la.add_argument("rest", nargs=argparse.REMAINDER, help="-- and the lodi_core command of each rank")
     gen = sub.add_parser("generate", help="DM-only snapshot -> HALOgen halo channels -> LODI T_b volume (HDF5, mK)")
     gen.add_argument(
         "--dm-snapshot",
@@ -101,6 +223,10 @@ def main(argv=None) -> int:
     gen.add_argument("--device", default="auto")
     gen.add_argument("--fp32", action="store_true", help="no bf16 autocast (HALOgen and LODI)")
     args = parser.parse_args(argv)
+    if args.command == "launch":
+        return _launch(args)
+    if args.command == "train":
+        return _train(args)
     setup_logging()
     try:
         _generate(args)

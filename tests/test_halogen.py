@@ -25,7 +25,7 @@ from lodi_core.models.halogen import (
     masked_l2,
     quantile_loss,
 )
-from lodi_core.training.halogen import HalogenTrainConfig, lr_at_epoch, train_halogen
+from lodi_core.training.halogen import HalogenData, HalogenTrainConfig, lr_at_epoch, train_halogen
 
 TINY = tiny(HalogenConfig, channels=(8, 8, 16), bottleneck_channels=16)
 
@@ -185,6 +185,25 @@ def _train(grid, tmp, epochs, name):
         torch.device("cpu"),
         progress=False,
     )
+
+
+def test_every_batch_is_full_and_rank_shares_make_it_up(grid_file):
+    """6 training windows in batches of 4: the epoch's second batch is filled from its first
+    windows, so that both data-parallel ranks get 2; the shares are the whole batch's parts."""
+    cfg = tiny(HalogenTrainConfig, window=16, train_stride=16, batch_size=4)
+    data = HalogenData([grid_file], cfg, tiny(LossConfig))
+    assert len(data.train) == 6 and data.steps_per_epoch == 2
+    for step in range(4):
+        x, y, m = data.batch(step)
+        assert x.shape[0] == y.shape[0] == m.shape[0] == 4
+        for k, t in enumerate((x, y, m)):
+            torch.testing.assert_close(
+                torch.cat([data.batch(step, slice(0, 2))[k], data.batch(step, slice(2, 4))[k]]), t
+            )
+    # the padding repeats the epoch's first two samples (same window, same symmetry)
+    first, second = data.batch(0)[0], data.batch(1)[0]
+    torch.testing.assert_close(second[2:], first[:2])
+    assert not torch.equal(second[:2], first[:2])
 
 
 def test_training_resumes_to_the_same_weights(grid_file, tmp_path):

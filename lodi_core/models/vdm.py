@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -149,6 +150,21 @@ def sample_loop(
 
 
 @dataclass
+class DiffusionNoise:
+    """The randomness of one estimate of the bound: times t (B,), eps for z_t and eps_0 for
+    z_0, each shaped like x."""
+
+    t: torch.Tensor
+    eps: torch.Tensor
+    eps0: torch.Tensor
+
+
+def mixed_seed(*keys: int) -> int:
+    """One 64-bit generator seed from several non-negative integers (NumPy's SeedSequence)."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0])
+
+
+@dataclass
 class VDMLoss:
     """The three terms of the bound, in nats per voxel, per sample (B,)."""
 
@@ -197,15 +213,34 @@ class VDM(nn.Module):
         gamma_t = torch.as_tensor(gamma_t, dtype=z_t.dtype, device=z_t.device).expand(z_t.shape[0])
         return eps_from_output(self.denoiser(z_t, gamma_t, cond), z_t, gamma_t, self.cfg.parameterization)
 
-    def sample_times(self, batch: int, generator: torch.Generator | None, device) -> torch.Tensor:
-        """Low-discrepancy (antithetic) t in (0, 1], rounded up to the T-step grid."""
-        u0 = torch.rand((), generator=generator, device=device)
-        if self.cfg.antithetic_time_sampling:
-            t = torch.remainder(u0 + torch.arange(batch, device=device) / batch, 1.0)
-        else:
-            t = torch.rand(batch, generator=generator, device=device)
+    def sample_times(self, u: torch.Tensor) -> torch.Tensor:
+        """Uniform draws u in [0, 1) as t in (0, 1], rounded up to the T-step grid."""
         T = self.cfg.timesteps
-        return torch.ceil(t * T).clamp(min=1) / T
+        return torch.ceil(u * T).clamp(min=1) / T
+
+    def draw_noise(
+        self, x: torch.Tensor, seed: int, step: int, first: int = 0, total: int | None = None
+    ) -> DiffusionNoise:
+        """The noise of the bound's estimator for samples ``first .. first + len(x) - 1`` of a
+        batch of ``total`` (default len(x)): sample i's eps and eps_0 (and its t, without
+        antithetic sampling) come from a generator seeded by (seed, step, i); with antithetic
+        (low-discrepancy) sampling t_i = (u0 + i / total) mod 1, u0 seeded by (seed, step). So
+        a batch split over any number of processes draws the same noise as one process."""
+        total = len(x) if total is None else total
+        index = torch.arange(first, first + len(x), device=x.device)
+        eps, eps0, u = [], [], []
+        for i in index.tolist():
+            g = torch.Generator(device=x.device).manual_seed(mixed_seed(seed, step, i + 1))
+            eps.append(torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype))
+            eps0.append(torch.randn(x.shape[1:], generator=g, device=x.device, dtype=x.dtype))
+            u.append(torch.rand((), generator=g, device=x.device))
+        if self.cfg.antithetic_time_sampling:
+            g = torch.Generator(device=x.device).manual_seed(mixed_seed(seed, step, 0))
+            u0 = torch.rand((), generator=g, device=x.device)
+            u = torch.remainder(u0 + index / total, 1.0)
+        else:
+            u = torch.stack(u)
+        return DiffusionNoise(t=self.sample_times(u), eps=torch.stack(eps), eps0=torch.stack(eps0))
 
     def diffusion_loss(self, x, cond, t, eps) -> torch.Tensor:
         """Eq. 13 (discrete time, reference form): T/2 expm1(gamma_t - gamma_s) |eps - eps_hat|^2
@@ -239,14 +274,13 @@ class VDM(nn.Module):
         nll = 0.5 * ((x - x_hat) ** 2 / var + math.log(2 * math.pi) + g0)
         return nll.flatten(1).mean(dim=1)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, generator: torch.Generator | None = None) -> VDMLoss:
-        """The bound's terms for a batch x (B, 1, n, n, n) given cond (B, C, n, n, n); all noise
-        from ``generator``."""
-        t = self.sample_times(x.shape[0], generator, x.device)
-        eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        eps0 = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, noise: DiffusionNoise) -> VDMLoss:
+        """The bound's terms for a batch x (B, 1, n, n, n) given cond (B, C, n, n, n) and the
+        estimator's ``noise`` (:meth:`draw_noise`)."""
         return VDMLoss(
-            recon=self.recon_loss(x, eps0), prior=self.prior_loss(x), diffusion=self.diffusion_loss(x, cond, t, eps)
+            recon=self.recon_loss(x, noise.eps0),
+            prior=self.prior_loss(x),
+            diffusion=self.diffusion_loss(x, cond, noise.t, noise.eps),
         )
 
     @torch.no_grad()

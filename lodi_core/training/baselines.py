@@ -72,9 +72,9 @@ def train_ldl(
     model.calibrate(samples[0].positions)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
-    def compute_loss(step):
+    def compute_loss(step, net):
         s = samples[step % len(samples)]
-        return ldl_loss(model(s.positions, stencil=s.stencil), s.tb, o_s, bins, s.power, cfg)
+        return ldl_loss(net(s.positions, stencil=s.stencil), s.tb, o_s, bins, s.power, cfg)
 
     def lr_at(step):  # cosine from lr to lr / 10
         return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / max(1, cfg.steps))))

@@ -23,6 +23,7 @@ from ..models.halogen import (
     loss_mask,
 )
 from ..runtime import autocast, memory_format
+from .distributed import LAUNCH_KEYS, World
 from .loop import LoopSpec, kept_weights, train
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ class HalogenTrainConfig(ConfigSection):
     seed: int
     bf16: bool  # bf16 autocast (GPU or CPU)
     channels_last: bool  # channels-last-3d layout of the network and its inputs
+    gpus: int = 1  # training processes per node (one per GPU); the rule's launcher starts them
+    nodes: int = 1
+    collective_timeout_s: float = 900.0  # a rank waiting longer than this on the others fails the job
 
 
 def lr_at_epoch(epoch: float, cfg: HalogenTrainConfig) -> float:
@@ -107,13 +111,17 @@ class HalogenData:
         x, y, m = (extract(t, origin, w) for t in (self.x[s], self.y[s], self.masks[s]))
         return apply_symmetry(x, symmetry), apply_symmetry(y, symmetry), apply_symmetry(m, symmetry)
 
-    def batch(self, step: int):
-        """The batch of global step ``step``: a pure function of (seed, step)."""
+    def batch(self, step: int, share: slice = slice(None)):
+        """The batch of global step ``step`` (its items ``share``, a data-parallel rank's
+        part): a pure function of (seed, step). Every batch is full: an epoch whose samples do
+        not fill its last batch fills it from its first ones (as torch's DistributedSampler
+        pads), so that every rank gets its share."""
         epoch, b = divmod(step, self.steps_per_epoch)
         rng = np.random.default_rng([self.cfg.seed, epoch])
         order = rng.permutation(self.samples_per_epoch)
         symmetries = rng.integers(0, len(CUBE_SYMMETRIES), size=self.samples_per_epoch)
-        idx = order[b * self.cfg.batch_size : (b + 1) * self.cfg.batch_size]
+        order = np.resize(order, self.steps_per_epoch * self.cfg.batch_size)  # repeats it from the start
+        idx = order[b * self.cfg.batch_size : (b + 1) * self.cfg.batch_size][share]
         parts = [self.window(self.train[i % len(self.train)], int(symmetries[i])) for i in idx]
         return tuple(torch.stack(t) for t in zip(*parts))
 
@@ -129,22 +137,25 @@ def train_halogen(
     expect: dict | None = None,
     progress: bool = True,
     keep: str = "best",
-) -> dict:
+    world: World = World(),
+) -> dict | None:
     """Train HALOgen (resuming from ``checkpoint_path`` when it exists) and return the model
     file's content: the weights with the lowest validation loss (``keep="best"``) or of the
     last step (``"last"``, for learning curves), architecture, normalisations and loss
-    thresholds."""
+    thresholds. With several data-parallel ranks (``world``) each trains on its share of
+    every batch and only rank 0 returns the content (the others None)."""
     torch.manual_seed(cfg.seed)
     data = HalogenData(grid_files, cfg, loss_cfg, expect, device)
     fmt = memory_format(cfg.channels_last)
     model = HALOgen(net_cfg).to(device, memory_format=fmt)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=cfg.lr_warm)
     spe = data.steps_per_epoch
+    share = world.share(cfg.batch_size, "halogen.train.batch_size")
 
-    def compute_loss(step):
-        x, y, m = data.batch(step)
+    def compute_loss(step, net):
+        x, y, m = data.batch(step, share)
         with autocast(device, cfg.bf16):
-            pred = model(x.contiguous(memory_format=fmt))
+            pred = net(x.contiguous(memory_format=fmt))
         terms = halogen_loss(pred.float(), y, m, model, loss_cfg)
         logs = {f"l2_ch{c + 1}": float(v) for c, v in enumerate(terms.l2_masked.detach())}
         logs.update({f"lq_ch{c + 1}": float(v) for c, v in enumerate(terms.quantile.detach())})
@@ -154,21 +165,23 @@ def train_halogen(
 
     @torch.no_grad()
     def validate(net):
-        total, n = 0.0, 0
-        for i in range(0, len(data.val), cfg.batch_size):
-            x, y, m = (torch.stack(t) for t in zip(*[data.window(item) for item in data.val[i : i + cfg.batch_size]]))
+        """Sum of the loss over this rank's validation windows, and their number."""
+        mine = world.portion(len(data.val))
+        items = data.val[mine.start : mine.stop]
+        total = 0.0
+        for i in range(0, len(items), cfg.batch_size):
+            x, y, m = (torch.stack(t) for t in zip(*[data.window(item) for item in items[i : i + cfg.batch_size]]))
             with autocast(device, cfg.bf16):
                 pred = net(x.contiguous(memory_format=fmt))
             total += float(halogen_loss(pred.float(), y, m, None, loss_cfg).total) * len(x)
-            n += len(x)
-        return total / max(n, 1)
+        return total, len(items)
 
     spec = LoopSpec(
         kind="halogen", total_steps=cfg.epochs * spe, checkpoint_every=spe, validate_every=spe, progress=progress
     )
     resume_key = {
         "network": net_cfg.to_dict(),
-        "train": cfg.to_dict(exclude=("epochs",)),
+        "train": cfg.to_dict(exclude=("epochs", *LAUNCH_KEYS)),
         "loss": loss_cfg.to_dict(),
         "data": training_data_key(grid_files),
     }
@@ -182,7 +195,10 @@ def train_halogen(
         history_path,
         resume_key,
         validate=validate if data.val else None,
+        world=world,
     )
+    if not world.is_main:
+        return None
     return {
         "kind": "halogen",
         "model": kept_weights(final, keep),

@@ -18,6 +18,7 @@ from ..models.lodi import build_vdm
 from ..models.unet import DenoiserConfig
 from ..models.vdm import VDMConfig
 from ..runtime import autocast, memory_format
+from .distributed import LAUNCH_KEYS, World
 from .loop import EMA, LoopSpec, kept_weights, train
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ class LodiTrainConfig(ConfigSection):
     bf16: bool  # bf16 autocast (GPU or CPU)
     channels_last: bool  # channels-last-3d layout of the network and its inputs
     condition: str = "true_halos"  # "true_halos" (the paper) or "halogen": HALOgen's halos of the training sims
+    gpus: int = 1  # training processes per node (one per GPU); the rule's launcher starts them
+    nodes: int = 1
+    collective_timeout_s: float = 900.0  # a rank waiting longer than this on the others fails the job
 
 
 def _local_maxima(field: torch.Tensor) -> torch.Tensor:
@@ -150,12 +154,12 @@ class LodiData:
         sl = (slice(None), slice(i, i + b), slice(j, j + b), slice(k, k + b))
         return apply_symmetry(self.x[s][sl], symmetry), apply_symmetry(self.cond[s][sl], symmetry)
 
-    def batch(self, step: int):
-        """Training batch of global step ``step``: random sub-volumes and symmetries drawn
-        from (seed, step)."""
+    def batch(self, step: int, share: slice = slice(None)):
+        """Training batch of global step ``step`` (its items ``share``, a data-parallel rank's
+        part): random sub-volumes and symmetries drawn from (seed, step)."""
         rng = np.random.default_rng([self.cfg.seed, step])
-        idx = rng.integers(0, len(self.train), size=self.cfg.batch_size)
-        sym = rng.integers(0, len(CUBE_SYMMETRIES), size=self.cfg.batch_size)
+        idx = rng.integers(0, len(self.train), size=self.cfg.batch_size)[share]
+        sym = rng.integers(0, len(CUBE_SYMMETRIES), size=self.cfg.batch_size)[share]
         x, c = zip(*[self.box(self.train[i], int(k)) for i, k in zip(idx, sym)])
         return torch.stack(x), torch.stack(c)
 
@@ -183,13 +187,16 @@ def train_lodi(
     progress: bool = True,
     keep: str = "best",
     halo_files: list | None = None,
-) -> dict:
+    world: World = World(),
+) -> dict | None:
     """Train LODI (resuming from ``checkpoint_path``) and return the model file's content: the
     EMA weights with the lowest validation loss (``keep="best"``) or of the last step
     (``"last"``, for learning curves), architecture, normalisations and Var(x | z_t) on the
     sampling grid (for ``generation.variance: analytic``). With ``cfg.condition ==
     "halogen"``, ``halo_files`` holds HALOgen's halos of the training grids, the condition
-    LODI learns from (the grids' own halos otherwise)."""
+    LODI learns from (the grids' own halos otherwise). With several data-parallel ranks
+    (``world``) each trains on its share of every batch and only rank 0 returns the model
+    file's content (the others None)."""
     if (cfg.condition == "halogen") != bool(halo_files):
         raise ValueError(
             f"lodi.train.condition is {cfg.condition!r}: HALOgen's halos of the training simulations are "
@@ -201,12 +208,13 @@ def train_lodi(
     model = build_vdm(net_cfg, vdm_cfg).to(device, memory_format=fmt)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    share = world.share(cfg.batch_size, "lodi.train.batch_size")
 
-    def compute_loss(step):
-        x, c = (t.contiguous(memory_format=fmt) for t in data.batch(step))
+    def compute_loss(step, net):
+        x, c = (t.contiguous(memory_format=fmt) for t in data.batch(step, share))
+        noise = model.draw_noise(x, cfg.seed, step, share.start, cfg.batch_size)
         with autocast(device, cfg.bf16):
-            terms = model(x, c, generator)
+            terms = net(x, c, noise)
         with torch.no_grad():
             logs = {
                 "recon": float(terms.recon.mean()),
@@ -223,19 +231,25 @@ def train_lodi(
 
     val_items = data.val[: cfg.val_boxes]
 
-    def val_batches():
-        for i in range(0, len(val_items), cfg.batch_size):
-            items = val_items[i : i + cfg.batch_size]
-            yield tuple(torch.stack(t).contiguous(memory_format=fmt) for t in zip(*[data.box(item) for item in items]))
+    def val_batches(items):
+        for i in range(0, len(items), cfg.batch_size):
+            chunk = items[i : i + cfg.batch_size]
+            yield (
+                i,
+                tuple(torch.stack(t).contiguous(memory_format=fmt) for t in zip(*[data.box(item) for item in chunk])),
+            )
 
     @torch.no_grad()
     def validate(net):
-        g = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # same noise every time
+        """Sum of the bound over this rank's validation boxes; box j's noise is always the
+        same (seeded by seed + 1 and j), whichever rank evaluates it."""
+        mine = world.portion(len(val_items))
         total = 0.0
-        for x, c in val_batches():
+        for i, (x, c) in val_batches(val_items[mine.start : mine.stop]):
+            noise = net.draw_noise(x, cfg.seed + 1, 0, mine.start + i, len(val_items))
             with autocast(device, cfg.bf16):
-                total += float(net(x, c, g).total) * len(x)
-        return total / len(val_items)
+                total += float(net(x, c, noise).total) * len(x)
+        return total, len(mine)
 
     spec = LoopSpec(
         kind="lodi",
@@ -251,7 +265,9 @@ def train_lodi(
     resume_key = {
         "network": net_cfg.to_dict(),
         "vdm": vdm_cfg.to_dict(),
-        "train": cfg.to_dict(exclude=("iterations", "checkpoint_every", "validate_every", *on_true_halos)),
+        "train": cfg.to_dict(
+            exclude=("iterations", "checkpoint_every", "validate_every", *LAUNCH_KEYS, *on_true_halos)
+        ),
         "data": training_data_key(grid_files),
     }
     if halo_files:
@@ -266,14 +282,17 @@ def train_lodi(
         history_path,
         resume_key,
         validate=validate,
-        generator=generator,
         ema=ema,
+        world=world,
     )
+    if not world.is_main:
+        return None
     weights = kept_weights(final, keep)
     model.load_state_dict(weights)
     model.eval()
     with autocast(device, cfg.bf16):
-        x_var = model.x_variance(val_batches(), torch.Generator(device=device).manual_seed(cfg.seed + 2))
+        batches = (b for _, b in val_batches(val_items))
+        x_var = model.x_variance(batches, torch.Generator(device=device).manual_seed(cfg.seed + 2))
     return {
         "kind": "lodi",
         "model": weights,

@@ -3,9 +3,15 @@ SIGUSR1 checkpoints, non-finite loss guard, validation with best-weights trackin
 exponential moving average of the weights, and loss curves (CSV; figures live in
 :mod:`lodi_core.figures`).
 
-Resume is exact: the model, optimizer, EMA and random-generator states are restored and the
-data of step s is a pure function of (seed, s), so an interrupted and resumed run ends with
-the same weights as an uninterrupted one on the CPU.
+Resume is exact: the model, optimizer and EMA states are restored and the data and noise of
+step s are pure functions of (seed, s), so an interrupted and resumed run ends with the same
+weights as an uninterrupted one on the CPU.
+
+Data-parallel: with a :class:`~lodi_core.training.distributed.World` of several ranks, the model
+is wrapped in DistributedDataParallel, each rank computes the loss of its share of the global
+batch (gradients are averaged over ranks, as over one batch), validation is spread over the
+ranks and summed, a signal on any rank stops all of them at the same step, and only rank 0
+writes. The checkpoint does not depend on the number of ranks, so it resumes on any number.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from tqdm.auto import tqdm
 
 from ..io import load_checkpoint, save_checkpoint, write_csv
 from ..runtime import StopRequested, preemption_signals
+from .distributed import World
 
 log = logging.getLogger(__name__)
 
@@ -101,40 +108,48 @@ def train(
     spec: LoopSpec,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    compute_loss: Callable[[int], tuple[torch.Tensor, dict]],
+    compute_loss: Callable[[int, nn.Module], tuple[torch.Tensor, dict]],
     lr_at: Callable[[int], float],
     checkpoint_path,
     history_path,
     resume_key: dict,
-    validate: Callable[[nn.Module], float] | None = None,
-    generator: torch.Generator | None = None,
+    validate: Callable[[nn.Module], tuple[float, int]] | None = None,
     ema: EMA | None = None,
+    world: World = World(),
 ) -> dict:
-    """Run (or resume) training to ``spec.total_steps``. ``compute_loss(step)`` returns the
-    loss tensor and a dict of floats to log; it must draw its randomness from ``generator``
-    and its data as a function of ``step``. Returns the final checkpoint dict, whose
-    ``best_model`` holds the weights with the lowest validation loss (EMA weights when an
-    EMA is kept). Every history row carries ``time_s``, the wall seconds spent in this loop
-    up to that step, summed over interrupted and resumed runs."""
+    """Run (or resume) training to ``spec.total_steps``. ``compute_loss(step, net)`` returns the
+    mean loss of this rank's share of the batch of ``step``, computed with ``net`` (the model,
+    or its DistributedDataParallel wrapper), and a dict of floats to log; its data and noise
+    must be functions of ``step``. ``validate(model)`` returns the sum of the validation loss
+    over this rank's share of the validation items and their number. Returns the final
+    checkpoint dict, whose ``best_model`` holds the weights with the lowest validation loss (EMA
+    weights when an EMA is kept). Every history row carries ``time_s``, the wall seconds spent
+    in this loop up to that step, summed over interrupted and resumed runs."""
     checkpoint_path = Path(checkpoint_path)
     step, history, best_val, best_model = 0, [], math.inf, None
-    if checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, kind=spec.kind)
-        why = setup_differences(state.get("resume_key", {}), resume_key)
+    if world.is_main and checkpoint_path.exists():
+        stored = load_checkpoint(checkpoint_path, kind=spec.kind).get("resume_key", {})
+        why = setup_differences(stored, resume_key)
         if why:
             set_aside(checkpoint_path, why)
+    world.barrier()  # the other ranks read the checkpoint only once rank 0 has judged it
     if checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, kind=spec.kind)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if ema is not None and state.get("ema") is not None:
             ema.load_state_dict(state["ema"])
-        if generator is not None and state.get("generator") is not None:
-            generator.set_state(state["generator"])
         step, history = state["step"], state["history"]
         best_val, best_model = state["best_val"], state["best_model"]
         log.info("resumed %s training from %s at step %d/%d", spec.kind, checkpoint_path, step, spec.total_steps)
     time_offset = history[-1].get("time_s", 0.0) if history else 0.0
     started, first_step = time.perf_counter(), step
+    net = model
+    if world.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device = next(model.parameters()).device
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
     def weights_for_eval() -> dict:
         return ema.weights() if ema is not None else model.state_dict()
@@ -147,19 +162,24 @@ def train(
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "ema": ema.state_dict() if ema is not None else None,
-            "generator": generator.get_state() if generator is not None else None,
             "history": history,
             "best_val": best_val,
             "best_model": best_model,
+            "world_size": world.size,  # for the record: any number of ranks resumes it
         }
 
     def checkpoint() -> None:
-        save_checkpoint(checkpoint_path, snapshot())
-        write_history(history, history_path)
+        if world.is_main:
+            save_checkpoint(checkpoint_path, snapshot())
+            write_history(history, history_path)
 
     eval_model = copy.deepcopy(model) if validate is not None else None
     bar = tqdm(
-        total=spec.total_steps, initial=step, desc=f"train {spec.kind}", disable=not spec.progress, mininterval=5
+        total=spec.total_steps,
+        initial=step,
+        desc=f"train {spec.kind}",
+        disable=not (spec.progress and world.is_main),
+        mininterval=5,
     )
     with preemption_signals() as stop:
         while step < spec.total_steps:
@@ -168,8 +188,14 @@ def train(
                 group["lr"] = lr
             model.train()
             optimizer.zero_grad(set_to_none=True)
-            loss, logs = compute_loss(step)
-            value = float(loss.detach())
+            loss, logs = compute_loss(step, net)
+            # one all-reduce per step: the logged values averaged over the ranks (the global
+            # batch's), and whether any rank was asked to stop
+            local = [float(loss.detach()), *logs.values(), 1.0 if stop() else 0.0]
+            summed = world.all_sum(local)
+            value = summed[0] / world.size
+            logs = dict(zip(logs, (v / world.size for v in summed[1:-1])))
+            stop_requested = summed[-1] > 0
             if not math.isfinite(value):
                 raise NonFiniteLoss(
                     f"{spec.kind} training: the loss is {value} at step {step + 1}; stopping. The last good checkpoint "
@@ -188,36 +214,40 @@ def train(
             if validate is not None and (step % spec.validate_every == 0 or step == spec.total_steps):
                 eval_model.load_state_dict(weights_for_eval())
                 eval_model.eval()
-                val = float(validate(eval_model))
+                total, count = world.all_sum(validate(eval_model))
+                val = total / max(count, 1)
                 record["val_loss"] = val
                 if val < best_val:
                     best_val = val
                     best_model = {k: v.detach().clone() for k, v in weights_for_eval().items()}
-                log.info(
-                    "%s step %d: loss %.5g, val_loss %.5g (best %.5g), lr %.3g",
-                    spec.kind,
-                    step,
-                    value,
-                    val,
-                    best_val,
-                    lr,
-                )
+                if world.is_main:
+                    log.info(
+                        "%s step %d: loss %.5g, val_loss %.5g (best %.5g), lr %.3g",
+                        spec.kind,
+                        step,
+                        value,
+                        val,
+                        best_val,
+                        lr,
+                    )
             record["time_s"] = time_offset + time.perf_counter() - started
             history.append(record)
             bar.set_postfix(loss=f"{value:.4g}", refresh=False)
             if step % spec.checkpoint_every == 0 or step == spec.total_steps:
                 checkpoint()
-            if stop():
+            if stop_requested:
                 checkpoint()
                 bar.close()
+                world.barrier()  # no rank leaves before the checkpoint is on disk
                 raise StopRequested(
                     f"{spec.kind} training stopped by signal at step {step}; checkpoint written to {checkpoint_path}"
                 )
     bar.close()
-    if step == first_step:
+    if step == first_step and world.is_main:
         # a finished checkpoint resumed (a rerun forced or triggered upstream) trains no step
         # and writes no checkpoint: its loss history is written again, so the outputs are complete
         write_history(history, history_path)
+    world.barrier()
     if best_model is None:
         best_model = {k: v.detach().clone() for k, v in weights_for_eval().items()}
     final = snapshot()

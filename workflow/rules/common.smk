@@ -1,4 +1,5 @@
 # Helpers shared by the rules: paths, simulation lists, targets. No rule logic here.
+import json
 import os
 import sys
 from pathlib import Path
@@ -131,6 +132,12 @@ def check_config():
         box_origins(n, box, config["generation"]["overlap"], config["generation"]["periodic"])
     except ValueError as err:
         problems.append(f"generation.overlap / lodi.train.box / data.n_grid: {err}")
+    from lodi_core.training.distributed import check_world
+
+    for section in ("halogen", "lodi"):
+        t = config[section]["train"]
+        problems.append(check_world(t["batch_size"], t["gpus"], t["nodes"], f"{section}.train"))
+    problems = [p for p in problems if p]
     if problems:
         raise ValueError("invalid configuration:\n  - " + "\n  - ".join(problems))
 
@@ -159,6 +166,41 @@ def cluster_resources(gpu=False):
         if c.get("gpu_model"):
             res["gpu_model"] = c["gpu_model"]
     return res
+
+
+def training_resources(section):
+    """Resources of rule train_<section>: `<section>.train.gpus` processes (one per GPU) on each of
+    `.nodes` nodes. One process is a plain GPU job. Several are one SLURM job with one task per
+    GPU (the executor plugin's documented `tasks`/`tasks_per_node`, `nodes`, `gpu`/`gres` and
+    `mpi`; `mpi` makes the job step run the rule's command itself, which starts the ranks
+    with srun, and `tasks_per_gpu: 0` keeps `--ntasks-per-gpu` out). `processes` and
+    `collective_timeout_s` are read by the rule's command; resources, unlike params, do not
+    trigger reruns, and the trained weights do not depend on them."""
+    t = config[section]["train"]
+    gpus, nodes = t["gpus"], t["nodes"]
+    res = cluster_resources(gpu=True)
+    res.update(processes=gpus * nodes, nodes=nodes, collective_timeout_s=t["collective_timeout_s"])
+    if gpus * nodes > 1:
+        res.update(mpi="srun", tasks_per_gpu=0)
+        if nodes == 1:
+            res.update(gpu=gpus, tasks=gpus)
+        else:  # GPUs per node: --gres; --gpus would only fix the total
+            del res["gpu"]
+            model = res.pop("gpu_model", None)
+            res["gres"] = f"gpu:{model}:{gpus}" if model else f"gpu:{gpus}"
+            res.update({"tasks_per_node": gpus} if gpus > 1 else {"tasks": nodes})
+    return res
+
+
+def training_settings(section, parts):
+    """What rule train_<section> hands to `python -m lodi_core train` (JSON): the config's
+    `parts` of the section, its train settings without the launch keys (how many processes
+    train does not change the weights), and the grids' expected layout."""
+    from lodi_core.training.distributed import LAUNCH_KEYS
+
+    c = config[section]
+    train = {k: v for k, v in c["train"].items() if k not in LAUNCH_KEYS}
+    return json.dumps({**{k: c[k] for k in parts}, "train": train, "expect": grid_expectation()})
 
 
 def data_source():

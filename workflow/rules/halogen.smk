@@ -3,7 +3,8 @@
 
 rule train_halogen:
     """Train HALOgen on the 64^3 windows of the training simulations (Sec. 2.3.1); resumes
-    from results/halogen/checkpoint.pt (written every epoch and on SIGTERM/SIGUSR1)."""
+    from results/halogen/checkpoint.pt (written every epoch and on SIGTERM/SIGUSR1). With
+    halogen.train.gpus x nodes > 1, one process per GPU, data-parallel."""
     input:
         grids=grid_files(config["simulations"]["halogen_train"]),
     output:
@@ -18,14 +19,16 @@ rule train_halogen:
         "../../envs/lodi.yaml"
     threads: 4
     resources:
-        **cluster_resources(gpu=True),
+        **training_resources("halogen"),
     params:
-        halogen={k: config["halogen"][k] for k in ("network", "loss", "train")},
-        expect=grid_expectation(),
+        settings=training_settings("halogen", ("network", "loss")),
         checkpoint=f"{RESULTS}/halogen/checkpoint.pt",
         device=config["device"],
-    script:
-        "../scripts/train_halogen.py"
+    shell:
+        "python -m lodi_core launch --processes {resources.processes} --nodes {resources.nodes} -- "
+        "train halogen --settings {params.settings:q} --grids {input.grids:q} "
+        "--checkpoint {params.checkpoint:q} --model {output.model:q} --history {output.history:q} "
+        "--device {params.device} --threads {threads} --timeout {resources.collective_timeout_s} --log-file {log:q}"
 
 
 rule predict_halos:

@@ -3,7 +3,8 @@
 
 rule train_lodi:
     """Train the conditional VDM on halo-biased 32^3 sub-volumes of the training simulations
-    (Sec. 2.3.2); resumes from results/lodi/checkpoint.pt."""
+    (Sec. 2.3.2); resumes from results/lodi/checkpoint.pt. With lodi.train.gpus x nodes > 1,
+    one process per GPU (srun in SLURM, torchrun on one machine), data-parallel."""
     input:
         grids=grid_files(config["simulations"]["lodi_train"]),
         halos=lodi_training_halos(),
@@ -19,11 +20,13 @@ rule train_lodi:
         "../../envs/lodi.yaml"
     threads: 4
     resources:
-        **cluster_resources(gpu=True),
+        **training_resources("lodi"),
     params:
-        lodi=config["lodi"],
-        expect=grid_expectation(),
+        settings=training_settings("lodi", ("network", "vdm")),
         checkpoint=f"{RESULTS}/lodi/checkpoint.pt",
         device=config["device"],
-    script:
-        "../scripts/train_lodi.py"
+    shell:
+        "python -m lodi_core launch --processes {resources.processes} --nodes {resources.nodes} -- "
+        "train lodi --settings {params.settings:q} --grids {input.grids:q} --halos {input.halos:q} "
+        "--checkpoint {params.checkpoint:q} --model {output.model:q} --history {output.history:q} "
+        "--device {params.device} --threads {threads} --timeout {resources.collective_timeout_s} --log-file {log:q}"
