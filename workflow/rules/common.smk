@@ -169,7 +169,7 @@ def cluster_resources(gpu=False):
 
 
 def training_resources(section):
-    """Resources of rule train_<section>: `<section>.train.gpus` processes (one per GPU) on each of
+    """Resources of the train_<section> rule: `<section>.train.gpus` processes (one per GPU) on each of
     `.nodes` nodes. One process is a plain GPU job. Several are one SLURM job with one task per
     GPU (the executor plugin's documented `tasks`/`tasks_per_node`, `nodes`, `gpu`/`gres` and
     `mpi`; `mpi` makes the job step run the rule's command itself, which starts the ranks
@@ -193,7 +193,7 @@ def training_resources(section):
 
 
 def training_settings(section, parts):
-    """What rule train_<section> hands to `python -m lodi_core train` (JSON): the config's
+    """The JSON the train_<section> job hands to `python -m lodi_core train`: the config's
     `parts` of the section, its train settings without the launch keys (how many processes
     train does not change the weights), and the grids' expected layout."""
     from lodi_core.training.distributed import LAUNCH_KEYS
