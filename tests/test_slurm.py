@@ -95,7 +95,9 @@ def test_the_dry_run_shows_the_resources_of_training_on_two_nodes(tmp_path):
     overlay.write_text("lodi:\n  train:\n    gpus: 4\n    nodes: 2\n    batch_size: 12\n")
     bad = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert bad.returncode != 0
-    assert "lodi.train.batch_size (12) must be a multiple of lodi.train.gpus x lodi.train.nodes" in bad.stderr
+    assert (
+        "lodi.train.batch_size (12) must be a multiple of lodi.train.gpus x lodi.train.nodes" in bad.stdout + bad.stderr
+    )
 
 
 def test_train_lodi_as_one_two_task_slurm_job_and_the_workflow_goes_on(slurm_run, tmp_path):
