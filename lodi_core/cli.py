@@ -82,10 +82,11 @@ def _generate(args) -> None:
     print(f"wrote {args.out}")
 
 
-def launch_command(processes: int, nodes: int, rest: list, env=None) -> list:
+def launch_command(processes: int, nodes: int, rest: list, threads: int = 1, env=None) -> list:
     """The command that starts ``processes`` ranks of ``python -m lodi_core <rest>`` on
-    ``nodes`` nodes: the command itself for one; ``srun`` (one task per rank, the job killed
-    when any rank fails) inside a SLURM job; ``torchrun --standalone`` on this machine."""
+    ``nodes`` nodes: the command itself for one; ``srun`` (one task per rank with ``threads``
+    CPUs, the job killed when any rank fails) inside a SLURM job; ``torchrun --standalone``
+    on this machine."""
     env = os.environ if env is None else env
     me = [sys.executable, "-m", "lodi_core", *rest]
     if processes < 1 or nodes < 1 or processes % nodes:
@@ -93,8 +94,12 @@ def launch_command(processes: int, nodes: int, rest: list, env=None) -> list:
     if processes == 1:
         return me
     if env.get("SLURM_JOB_ID"):
-        cpus = [f"--cpus-per-task={env['SLURM_CPUS_PER_TASK']}"] if env.get("SLURM_CPUS_PER_TASK") else []
-        return ["srun", "--kill-on-bad-exit=1", f"--ntasks={processes}", f"--nodes={nodes}", *cpus, *me]
+        # srun does not take the job's cpus per task (SLURM >= 22.05; the executor plugin's job
+        # step also clears SLURM_CPUS_PER_TASK): each task asks for the rule's threads again
+        return [
+            "srun", "--kill-on-bad-exit=1", f"--ntasks={processes}", f"--nodes={nodes}", f"--cpus-per-task={threads}",
+            *me,
+        ]  # fmt: skip
     if nodes > 1:
         raise ValueError(
             f"training on {nodes} nodes needs SLURM (snakemake --profile slurm); on one machine set nodes: 1"
@@ -104,7 +109,7 @@ def launch_command(processes: int, nodes: int, rest: list, env=None) -> list:
 
 def _launch(args) -> int:
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
-    cmd = launch_command(args.processes, args.nodes, rest)
+    cmd = launch_command(args.processes, args.nodes, rest, args.threads)
     print("launch:", " ".join(cmd), file=sys.stderr, flush=True)
     os.execvp(cmd[0], cmd)
 
@@ -195,6 +200,7 @@ def main(argv=None) -> int:
     la = sub.add_parser("launch", help="start the ranks of a training run: srun in SLURM, torchrun otherwise")
     la.add_argument("--processes", type=int, required=True, help="ranks in all (GPUs per node x nodes)")
     la.add_argument("--nodes", type=int, default=1)
+    la.add_argument("--threads", type=int, default=1, help="CPUs of each rank (srun --cpus-per-task)")
     la.add_argument("rest", nargs=argparse.REMAINDER, help="-- and the lodi_core command of each rank")
     gen = sub.add_parser("generate", help="DM-only snapshot -> HALOgen halo channels -> LODI T_b volume (HDF5, mK)")
     gen.add_argument(

@@ -148,7 +148,7 @@ def test_launch_command_per_place():
     local = launch_command(4, 1, rest, env={})
     assert local[:5] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=4"]
     assert local[5:] == me[1:]
-    slurm = launch_command(4, 2, rest, env={"SLURM_JOB_ID": "5", "SLURM_CPUS_PER_TASK": "8"})
+    slurm = launch_command(4, 2, rest, threads=8, env={"SLURM_JOB_ID": "5"})
     assert slurm == ["srun", "--kill-on-bad-exit=1", "--ntasks=4", "--nodes=2", "--cpus-per-task=8", *me]
     with pytest.raises(ValueError, match="needs SLURM"):
         launch_command(4, 2, rest, env={})

@@ -25,7 +25,7 @@ rule train_halogen:
         checkpoint=f"{RESULTS}/halogen/checkpoint.pt",
         device=config["device"],
     shell:
-        "python -m lodi_core launch --processes {resources.processes} --nodes {resources.nodes} -- "
+        "python -m lodi_core launch --processes {resources.processes} --nodes {resources.nodes} --threads {threads} -- "
         "train halogen --settings {params.settings:q} --grids {input.grids:q} "
         "--checkpoint {params.checkpoint:q} --model {output.model:q} --history {output.history:q} "
         "--device {params.device} --threads {threads} --timeout {resources.collective_timeout_s} --log-file {log:q}"
