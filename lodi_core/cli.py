@@ -109,7 +109,11 @@ def launch_command(processes: int, nodes: int, rest: list, threads: int = 1, env
 
 def _launch(args) -> int:
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
-    cmd = launch_command(args.processes, args.nodes, rest, args.threads)
+    try:
+        cmd = launch_command(args.processes, args.nodes, rest, args.threads)
+    except ValueError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 2
     print("launch:", " ".join(cmd), file=sys.stderr, flush=True)
     os.execvp(cmd[0], cmd)
 

@@ -61,10 +61,12 @@ class World:
         differ by at most one item."""
         return range(n * self.rank // self.size, n * (self.rank + 1) // self.size)
 
-    def all_sum(self, values, device="cpu") -> list[float]:
-        """Element-wise sum of ``values`` over the ranks (float64; the values themselves alone)."""
+    def all_sum(self, values) -> list[float]:
+        """Element-wise sum of ``values`` over the ranks (float64; the values themselves alone).
+        NCCL reduces GPU tensors only: the values travel on this rank's GPU there."""
         if not self.distributed:
             return [float(v) for v in values]
+        device = "cuda" if dist.get_backend() == "nccl" else "cpu"
         t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
         collective(lambda: dist.all_reduce(t), self, "all_reduce")
         return t.tolist()
