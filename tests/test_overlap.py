@@ -6,9 +6,8 @@ import torch
 from grid_data import tiny
 
 from lodi_core.analysis.seams import seam_metric
-from lodi_core.data.boxes import box_grid, box_origins, stage_indices, stage_schedule, tiling_origins
+from lodi_core.data.boxes import box_grid, box_origins, shard_slice, stage_indices, stage_schedule, tiling_origins
 from lodi_core.generation.jobs import GenerationConfig, generate_baseline, generate_volume, load_condition
-from lodi_core.generation.overlap import shard_slice
 from lodi_core.models.lodi import BoxSampler
 
 

@@ -1,6 +1,7 @@
 """The geometry of boxes in a volume (Sec. 2.4): box origins along an axis, the box grid, the
-eight parity stages, non-overlapping tilings and the planes where boxes start or end. Index
-arithmetic only: generation, metrics and figures share it."""
+eight parity stages, non-overlapping tilings and the planes where boxes start or end, and the
+balanced split of items over shards or training ranks. Index arithmetic only: generation,
+training, metrics and figures share it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,16 @@ import torch
 #: parity classes of the box indices in the paper's order: all even; one odd axis (x, y, z);
 #: two odd axes; all odd
 STAGE_PARITIES = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 1, 1)]
+
+
+def shard_slice(n_items: int, shard: int, n_shards: int) -> range:
+    """The items of shard ``shard`` (0-based) of ``n_shards``: contiguous, balanced to one item.
+    A stage's boxes over its shard jobs (each then goes through the network in micro-batches
+    of its own: sharding the boxes, not the micro-batches, keeps every shard busy when a stage
+    fits in a few batches), and a batch or the validation boxes over data-parallel ranks."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} out of range for {n_shards} shards")
+    return range(shard * n_items // n_shards, (shard + 1) * n_items // n_shards)
 
 
 def box_origins(n_voxels: int, box: int, overlap: int, periodic: bool = False) -> list[int]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..data.boxes import box_index_arrays
+from ..data.boxes import box_index_arrays, shard_slice
 from ..models.lodi import BoxSampler, box_noise
 from ..models.vdm import alpha, sigma
 
@@ -50,15 +50,6 @@ def box_key(seed: int, simulation: str, index: tuple, method: str = "latent_over
 
 def micro_batches(items: list, batch_size: int) -> list[list]:
     return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-
-
-def shard_slice(n_boxes: int, shard: int, n_shards: int) -> range:
-    """The boxes of shard ``shard`` (0-based) of ``n_shards``: contiguous, balanced to one box
-    (the shard then goes through the network in micro-batches of its own). Sharding the
-    boxes, not the micro-batches, keeps every shard busy when a stage fits in a few batches."""
-    if not 0 <= shard < n_shards:
-        raise ValueError(f"shard {shard} out of range for {n_shards} shards")
-    return range(shard * n_boxes // n_shards, (shard + 1) * n_boxes // n_shards)
 
 
 # ----------------------------------------------------------------------------- sampling

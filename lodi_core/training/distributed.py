@@ -20,6 +20,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from ..data.boxes import shard_slice
+
 log = logging.getLogger(__name__)
 
 LAUNCH_KEYS = ("gpus", "nodes", "collective_timeout_s")  # how a run is spread, not what it learns
@@ -53,13 +55,13 @@ class World:
         world size so that every rank takes the same number and the global batch stays ``n``."""
         if n % self.size:
             raise ValueError(f"{key} ({n}) must be a multiple of the number of training processes ({self.size})")
-        per = n // self.size
-        return slice(self.rank * per, (self.rank + 1) * per)
+        part = self.portion(n)
+        return slice(part.start, part.stop)
 
     def portion(self, n: int) -> range:
         """The contiguous part of ``n`` items (validation boxes) this rank evaluates; parts
         differ by at most one item."""
-        return range(n * self.rank // self.size, n * (self.rank + 1) // self.size)
+        return shard_slice(n, self.rank, self.size)
 
     def all_sum(self, values) -> list[float]:
         """Element-wise sum of ``values`` over the ranks (float64; the values themselves alone).
