@@ -29,11 +29,10 @@ from .generation.jobs import (
     lodi_volume_attrs,
     write_volume,
 )
-from .io import InputError
 from .models.halogen import load_halogen
 from .models.lodi import BoxSampler
 from .physics.cosmology import Cosmology
-from .runtime import pick_device, setup_logging
+from .runtime import pick_device, run_script
 
 
 def _generate(args) -> None:
@@ -129,58 +128,61 @@ def _rank_threads(threads: int, env=None) -> int:
 
 def _train(args) -> int:
     from .io import save_checkpoint
-    from .runtime import StopRequested, set_threads
+    from .runtime import StopRequested, run_script
     from .training.distributed import DistributedFailure, init_process_group, rank_device, shutdown, world_from_env
 
     world = world_from_env()
-    setup_logging(args.log_file if world.is_main else None, logging.INFO if world.is_main else logging.WARNING)
-    set_threads(_rank_threads(args.threads))
-    settings = json.loads(args.settings)
-    device = rank_device(pick_device(args.device), world)
-    try:
-        init_process_group(world, device, args.timeout)
-        common = dict(
-            checkpoint_path=args.checkpoint,
-            history_path=args.history,
-            device=device,
-            expect=settings.get("expect"),
-            world=world,
-        )
-        if args.network == "halogen":
-            from .models.halogen import HalogenConfig, LossConfig
-            from .training.halogen import HalogenTrainConfig, train_halogen
 
-            content = train_halogen(
-                args.grids,
-                HalogenConfig.from_dict(settings["network"]),
-                HalogenTrainConfig.from_dict(settings["train"]),
-                LossConfig.from_dict(settings["loss"]),
-                **common,
+    def train() -> None:
+        settings = json.loads(args.settings)
+        device = rank_device(pick_device(args.device), world)
+        try:
+            init_process_group(world, device, args.timeout)
+            common = dict(
+                checkpoint_path=args.checkpoint,
+                history_path=args.history,
+                device=device,
+                expect=settings.get("expect"),
+                world=world,
             )
-        else:
-            from .models.unet import DenoiserConfig
-            from .models.vdm import VDMConfig
-            from .training.lodi import LodiTrainConfig, train_lodi
+            if args.network == "halogen":
+                from .models.halogen import HalogenConfig, LossConfig
+                from .training.halogen import HalogenTrainConfig, train_halogen
 
-            content = train_lodi(
-                args.grids,
-                DenoiserConfig.from_dict(settings["network"]),
-                VDMConfig.from_dict(settings["vdm"]),
-                LodiTrainConfig.from_dict(settings["train"]),
-                halo_files=[h for h in args.halos if h],  # Snakemake writes '' for no files
-                **common,
-            )
-        if world.is_main:
-            save_checkpoint(args.model, content)
-    except InputError as err:
-        logging.getLogger("lodi").error("bad input: %s", err)
-        print(f"\nERROR (bad input): {err}", file=sys.stderr)
-        return 1
-    except (DistributedFailure, StopRequested) as err:
-        logging.getLogger("lodi").error("%s", err)
-        return 1
-    finally:
-        shutdown()
+                content = train_halogen(
+                    args.grids,
+                    HalogenConfig.from_dict(settings["network"]),
+                    HalogenTrainConfig.from_dict(settings["train"]),
+                    LossConfig.from_dict(settings["loss"]),
+                    **common,
+                )
+            else:
+                from .models.unet import DenoiserConfig
+                from .models.vdm import VDMConfig
+                from .training.lodi import LodiTrainConfig, train_lodi
+
+                content = train_lodi(
+                    args.grids,
+                    DenoiserConfig.from_dict(settings["network"]),
+                    VDMConfig.from_dict(settings["vdm"]),
+                    LodiTrainConfig.from_dict(settings["train"]),
+                    halo_files=[h for h in args.halos if h],  # Snakemake writes '' for no files
+                    **common,
+                )
+            if world.is_main:
+                save_checkpoint(args.model, content)
+        except (DistributedFailure, StopRequested) as err:
+            logging.getLogger("lodi").error("%s", err)
+            sys.exit(1)
+        finally:
+            shutdown()
+
+    run_script(
+        train,
+        args.log_file if world.is_main else None,
+        _rank_threads(args.threads),
+        logging.INFO if world.is_main else logging.WARNING,
+    )
     return 0
 
 
@@ -237,10 +239,5 @@ def main(argv=None) -> int:
         return _launch(args)
     if args.command == "train":
         return _train(args)
-    setup_logging()
-    try:
-        _generate(args)
-    except InputError as err:
-        print(f"ERROR (bad input): {err}", file=sys.stderr)
-        return 1
+    run_script(lambda: _generate(args))
     return 0

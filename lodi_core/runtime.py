@@ -96,13 +96,13 @@ def preemption_signals():
             signal.signal(sig, old)
 
 
-def run_script(main, log_file=None, threads: int | None = None) -> None:
-    """Entry point of a workflow script: logging to the rule's log, the rule's threads, and
-    bad input reported as one clear line (file/key and what was expected) instead of a
-    traceback from deep inside h5py or torch."""
+def run_script(main, log_file=None, threads: int | None = None, level=logging.INFO) -> None:
+    """Entry point of a workflow script or command: logging to the rule's log, the rule's
+    threads, and bad input reported as one clear line (file/key and what was expected)
+    instead of a traceback from deep inside h5py or torch."""
     from .io import InputError
 
-    setup_logging(log_file)
+    setup_logging(log_file, level)
     set_threads(threads)
     try:
         main()

@@ -234,21 +234,19 @@ def train_lodi(
     def val_batches(items):
         for i in range(0, len(items), cfg.batch_size):
             chunk = items[i : i + cfg.batch_size]
-            yield (
-                i,
-                tuple(torch.stack(t).contiguous(memory_format=fmt) for t in zip(*[data.box(item) for item in chunk])),
-            )
+            yield tuple(torch.stack(t).contiguous(memory_format=fmt) for t in zip(*[data.box(item) for item in chunk]))
 
     @torch.no_grad()
     def validate(net):
         """Sum of the bound over this rank's validation boxes; box j's noise is always the
         same (seeded by seed + 1 and j), whichever rank evaluates it."""
         mine = world.portion(len(val_items))
-        total = 0.0
-        for i, (x, c) in val_batches(val_items[mine.start : mine.stop]):
-            noise = net.draw_noise(x, cfg.seed + 1, 0, mine.start + i, len(val_items))
+        total, first = 0.0, mine.start
+        for x, c in val_batches(val_items[mine.start : mine.stop]):
+            noise = net.draw_noise(x, cfg.seed + 1, 0, first, len(val_items))
             with autocast(device, cfg.bf16):
                 total += float(net(x, c, noise).total) * len(x)
+            first += len(x)
         return total, len(mine)
 
     spec = LoopSpec(
@@ -291,8 +289,7 @@ def train_lodi(
     model.load_state_dict(weights)
     model.eval()
     with autocast(device, cfg.bf16):
-        batches = (b for _, b in val_batches(val_items))
-        x_var = model.x_variance(batches, torch.Generator(device=device).manual_seed(cfg.seed + 2))
+        x_var = model.x_variance(val_batches(val_items), torch.Generator(device=device).manual_seed(cfg.seed + 2))
     return {
         "kind": "lodi",
         "model": weights,
