@@ -2,8 +2,8 @@
 processes (one per GPU, or CPU processes sharing the cores), the global batch fixed (strong
 scaling), and the scaling efficiency speed-up / processes, measured side by side in one run.
 Each rank runs the project's training loop (lodi_core.training.loop.train: DDP wrapper, the
-per-step all-reduce, per-sample noise) on random inputs of the configured sizes, started the
-way torchrun starts ranks.
+per-step all-reduce, per-sample noise) on random inputs of the configured sizes, the ranks
+started by torchrun.
 
 Run: python benchmarks/ddp.py                      (paper sizes; all GPUs: 1, 2, 4, ... of them)
      python benchmarks/ddp.py --size default --processes 1 2 --steps 6   (the CPU check)
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -82,30 +81,17 @@ def worker(network: str, size: str, steps: int, warmup: int, out: Path) -> None:
         out.write_text(json.dumps({"s_per_step": s_per_step, "device": str(device)}))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run(network: str, size: str, processes: int, steps: int, warmup: int, threads: int) -> dict:
-    """``processes`` ranks of this script's worker, with torchrun's variables."""
-    port = free_port()
+    """``processes`` ranks of this script's worker, started by torchrun (as the training rules
+    start them on one machine), the CPU threads shared between them."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rank0.json"
-        procs = []
-        for rank in range(processes):
-            env = dict(
-                os.environ,
-                RANK=str(rank), WORLD_SIZE=str(processes), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(processes),
-                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS=str(max(1, threads // processes)),
-                PYTHONPATH=str(ROOT),
-            )  # fmt: skip
-            cmd = [sys.executable, __file__, "--worker", network, "--size", size, "--steps", str(steps)]
-            procs.append(subprocess.Popen([*cmd, "--warmup", str(warmup), "--out", str(out)], env=env))
-        codes = [p.wait() for p in procs]
-        if any(codes):
-            raise RuntimeError(f"{network} on {processes} processes failed: exit codes {codes}")
+        env = dict(os.environ, OMP_NUM_THREADS=str(max(1, threads // processes)), PYTHONPATH=str(ROOT))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+        cmd += [__file__, "--worker", network, "--size", size, "--steps", str(steps), "--warmup", str(warmup)]
+        code = subprocess.run([*cmd, "--out", str(out)], env=env).returncode
+        if code:
+            raise RuntimeError(f"{network} on {processes} processes failed (exit code {code})")
         return json.loads(out.read_text())
 
 
