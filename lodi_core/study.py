@@ -22,7 +22,7 @@ import pandas as pd
 
 from .analysis.halogen_eval import evaluate_halos
 from .analysis.metrics import value_at, volume_metrics
-from .generation.halos import predict_halos
+from .generation.halos import calibrate_halogen, predict_halos
 from .generation.jobs import GenerationConfig, generate_volume, load_condition
 from .io import load_checkpoint, read_grids, save_checkpoint, write_csv, write_grids
 from .models.halogen import HalogenConfig, LossConfig, load_halogen
@@ -91,9 +91,14 @@ def run_halogen_snapshot(
     _finish(content, work, state_out, model_out)
 
 
-def run_predict_halos(model_path, grid_path, out_path, inference: dict, device) -> None:
-    """HALOgen snapshot -> halo channels of a held-out simulation (a grid file of ``halos``)."""
+def run_predict_halos(model_path, grid_path, out_path, inference: dict, device, calibration_grids=()) -> None:
+    """HALOgen snapshot -> halo channels of a held-out simulation (a grid file of ``halos``),
+    with the snapshot's mass calibration fitted on ``calibration_grids`` (the training
+    simulations) when there are any."""
     net, meta = load_halogen(model_path, device)
+    if calibration_grids:
+        grids = [read_grids(path, ("dm", "halos"))[0] for path in calibration_grids]
+        meta = calibrate_halogen(net, meta, [g["dm"] for g in grids], [g["halos"] for g in grids], inference)
     data, attrs = read_grids(grid_path, ("dm",))
     rho = predict_halos(net, meta, data["dm"], **inference)
     write_grids(out_path, {"halos": rho}, {**attrs, "halogen_model": str(model_path)})

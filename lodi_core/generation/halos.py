@@ -1,10 +1,14 @@
 """HALOgen on a whole box (Sec. 2.1.1): sliding windows of the training size, overlaps
-averaged, inverted to physical units and post-thresholded (Sec. 3.1)."""
+averaged, inverted to physical units, mass-calibrated (beyond the paper) and post-thresholded
+(Sec. 3.1)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+from scipy.optimize import isotonic_regression
 
 from ..data.transforms import LogTransform
 from ..data.windows import sliding_window_apply
@@ -25,9 +29,11 @@ def predict_halos(
     bf16: bool,
     channels_last: bool,
     progress: bool = False,
+    calibrate: bool = True,
 ) -> torch.Tensor:
     """HALOgen on a whole box: windows of the training size every ``stride`` cells,
-    overlaps averaged (Sec. 2.1.1), inverted to Msun (Mpc/h)^-3, and voxels with
+    overlaps averaged (Sec. 2.1.1), inverted to Msun (Mpc/h)^-3, mapped through the model
+    file's :class:`MassCalibration` where it has one (and ``calibrate``), and voxels with
     log10 rho_h < ``post_threshold`` set to 0 (Sec. 3.1); ``bf16`` autocast and the
     ``channels_last`` layout for speed (config ``halogen.inference``)."""
     device = next(model.parameters()).device
@@ -48,6 +54,81 @@ def predict_halos(
         x, fn, window, stride, periodic, batch_size, out_channels=model.cfg.out_channels, progress=progress
     )
     rho = halo_t.inverse(y, channel_dim=0)
+    if calibrate and meta.get("mass_calibration"):
+        rho = MassCalibration.from_dict(meta["mass_calibration"]).apply(rho)
     if post_threshold is not None:
         rho[rho < 10.0**post_threshold] = 0.0
     return rho
+
+
+@dataclass(frozen=True)
+class MassCalibration:
+    """Per halo channel, a non-decreasing map from HALOgen's rho_h to the mean true rho_h of
+    the voxels given that prediction on the training simulations (beyond the paper).
+
+    HALOgen regresses log rho_h (Eq. 5), so where a halo's position or mass channel is
+    uncertain it predicts a mean of the logarithm, orders of magnitude below the mean density:
+    the mass of the channel is lost, and the post-threshold then removes most of what is left.
+    E[rho_true | rho_pred] is the prediction whose total is the true total on average. It is
+    binned in log10 rho_pred, with bins that narrow towards the brightest predictions (where
+    the mass is), made monotone by isotonic regression and interpolated in log10 rho_pred
+    (constant beyond the end knots). ``log_pred[c]`` and ``rho[c]`` are channel c's knots."""
+
+    log_pred: tuple
+    rho: tuple
+
+    def apply(self, rho: torch.Tensor) -> torch.Tensor:
+        """The calibrated (C, N, N, N) channels of HALOgen's (C, N, N, N) ``rho``."""
+        if rho.shape[0] != len(self.rho):
+            raise ValueError(f"mass calibration has {len(self.rho)} channels, prediction {rho.shape[0]}")
+        out = np.empty(rho.shape, np.float32)
+        lp = np.log10(np.maximum(rho.detach().cpu().double().numpy(), np.finfo(np.float64).tiny))
+        for c, (x, y) in enumerate(zip(self.log_pred, self.rho)):
+            out[c] = np.interp(lp[c], x, y)
+        return torch.from_numpy(out).to(rho.device)
+
+    def to_dict(self) -> dict:
+        knots = {"log_pred": self.log_pred, "rho": self.rho}
+        return {name: [[float(v) for v in c] for c in per_channel] for name, per_channel in knots.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MassCalibration:
+        return cls(tuple(tuple(x) for x in d["log_pred"]), tuple(tuple(y) for y in d["rho"]))
+
+
+def fit_mass_calibration(
+    predicted: list[np.ndarray], target: list[np.ndarray], bins: int = 32, top_voxels: int = 20
+) -> MassCalibration:
+    """:class:`MassCalibration` from HALOgen's (C, N, N, N) predictions of the training
+    simulations (uncalibrated, not thresholded) and their true halo channels. ``bins`` bins
+    of log10 rho_pred: the lower half of the voxels, then a tail whose voxel counts shrink
+    geometrically down to ``top_voxels`` in the brightest bin (empty bins dropped); the bins' mean true
+    rho, made non-decreasing by weighted isotonic regression (scipy), are the knots' values,
+    the bins' mean log10 rho_pred their positions."""
+    if len(predicted) != len(target) or not predicted:
+        raise ValueError("mass calibration needs one prediction per target, at least one")
+    n_ch = target[0].shape[0]
+    knots_x, knots_y = [], []
+    for c in range(n_ch):
+        p = np.log10(np.maximum(np.concatenate([np.asarray(a[c], np.float64).ravel() for a in predicted]), 1e-30))
+        t = np.concatenate([np.asarray(a[c], np.float64).ravel() for a in target])
+        tail = np.logspace(np.log10(0.5), np.log10(min(0.5, top_voxels / p.size)), bins - 1)
+        edges = np.unique(np.quantile(p, np.concatenate([[0.0], 1.0 - tail, [1.0]])))
+        idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(len(edges) - 2, 0))
+        count = np.bincount(idx)
+        used = count > 0
+        mean_t = np.bincount(idx, t)[used] / count[used]
+        mean_p = np.bincount(idx, p)[used] / count[used]
+        knots_x.append(tuple(mean_p))
+        knots_y.append(tuple(isotonic_regression(mean_t, weights=count[used].astype(np.float64)).x))
+    return MassCalibration(tuple(knots_x), tuple(knots_y))
+
+
+def calibrate_halogen(model: HALOgen, meta: dict, dms: list, targets: list, inference: dict) -> dict:
+    """The model file's content with the :class:`MassCalibration` fitted on the training
+    simulations' DM (``dms``) and halo channels (``targets``), predicted as at inference
+    (config ``halogen.inference``, without calibration or post-threshold)."""
+    raw = {**inference, "post_threshold": None}
+    predicted = [predict_halos(model, meta, dm, **raw, calibrate=False).cpu().numpy() for dm in dms]
+    calibration = fit_mass_calibration(predicted, [np.asarray(t) for t in targets])
+    return {**meta, "mass_calibration": calibration.to_dict()}

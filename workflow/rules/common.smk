@@ -18,6 +18,7 @@ RESULTS = config.get("results", "results")
 # Every file the rules share is named here once; arguments default to the wildcard, so
 # grid_file() is the pattern "results/grids/{sim}.h5" and grid_file("CV_2") one file.
 HALOGEN_MODEL = f"{RESULTS}/halogen/model.pt"
+HALOGEN_CALIBRATED = f"{RESULTS}/halogen/model_calibrated.pt"
 LODI_MODEL = f"{RESULTS}/lodi/model.pt"
 
 
@@ -28,6 +29,12 @@ def grid_file(sim="{sim}"):
 
 def grid_files(sims):
     return [grid_file(sim) for sim in sims]
+
+
+def halogen_for_inference():
+    """The HALOgen model file that predicts halos: the trained network, with its mass
+    calibration when halogen.mass_calibration is on."""
+    return HALOGEN_CALIBRATED if config["halogen"]["mass_calibration"] else HALOGEN_MODEL
 
 
 def predicted_halos_file(sim="{sim}"):

@@ -31,10 +31,37 @@ rule train_halogen:
         "--device {params.device} --threads {threads} --timeout {resources.collective_timeout_s} --log-file {log:q}"
 
 
-rule predict_halos:
-    """HALOgen on a whole box by sliding windows, overlaps averaged, post-threshold."""
+rule calibrate_halogen:
+    """The trained HALOgen with its mass calibration (beyond the paper): E[rho_true | rho_pred]
+    per channel, fitted on the training simulations, so that the predicted channels keep the
+    halo mass that a regression in log rho_h loses."""
     input:
         model=HALOGEN_MODEL,
+        grids=grid_files(config["simulations"]["halogen_train"]),
+    output:
+        HALOGEN_CALIBRATED,
+    log:
+        log_file("calibrate_halogen"),
+    benchmark:
+        rule_benchmark("calibrate_halogen")
+    retries: 2
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=True),
+    params:
+        inference=config["halogen"]["inference"],
+        device=config["device"],
+    script:
+        "../scripts/calibrate_halogen.py"
+
+
+rule predict_halos:
+    """HALOgen on a whole box by sliding windows, overlaps averaged, mass calibration,
+    post-threshold."""
+    input:
+        model=halogen_for_inference(),
         grids=grid_file(),
     output:
         predicted_halos_file(),

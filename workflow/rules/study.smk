@@ -74,10 +74,14 @@ rule study_halogen_snapshot:
 
 
 rule study_predict_halos:
-    """A HALOgen snapshot's halo channels of a held-out simulation."""
+    """A HALOgen snapshot's halo channels of a held-out simulation (with its mass calibration,
+    fitted here on the training simulations, when halogen.mass_calibration is on)."""
     input:
         model=halogen_snapshot("{epoch}"),
         grid=grid_file(),
+        calibration_grids=lambda w: (
+            grid_files(config["simulations"]["halogen_train"]) if study_halogen_config()["mass_calibration"] else []
+        ),
     output:
         f"{STUDY_DIR}/halogen/epoch{{epoch}}/{{sim}}_halos.h5",
     log:
