@@ -147,6 +147,13 @@ def check_config():
     problems = [p for p in problems if p]
     if problems:
         raise ValueError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    if halo["mass_calibration"] and config["lodi"]["train"]["condition"] == "true_halos":
+        print(
+            "warning: halogen.mass_calibration with lodi.train.condition: true_halos: a LODI trained on the "
+            "compact true halos paints ~3x the T_b on the calibrated, spread-out halos (docs/convergence.md); "
+            "use condition: halogen, or mass_calibration: false as in config/paper.yaml",
+            file=sys.stderr,
+        )
 
 
 check_config()
