@@ -66,7 +66,7 @@ def test_lodi_snapshots_chain_to_the_weights_of_one_run(grid_file, tmp_path, sch
 
 
 def test_halogen_snapshots_chain_to_the_weights_of_one_run(grid_file, tmp_path):
-    halogen = {k: dict(v) for k, v in TINY_CONFIG["halogen"].items()}
+    halogen = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY_CONFIG["halogen"].items()}
     halogen["train"].update(window=16, train_stride=8, batch_size=4, bf16=False)
     a, b, c = (tmp_path / n for n in ("a", "b", "c"))
     run_halogen_snapshot(

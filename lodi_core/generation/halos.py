@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import isotonic_regression
 
 from ..data.transforms import LogTransform
 from ..data.windows import sliding_window_apply
@@ -107,6 +106,8 @@ def fit_mass_calibration(
     the bins' mean log10 rho_pred their positions."""
     if len(predicted) != len(target) or not predicted:
         raise ValueError("mass calibration needs one prediction per target, at least one")
+    from scipy.optimize import isotonic_regression  # here: every predict_halos job would pay its import
+
     n_ch = target[0].shape[0]
     knots_x, knots_y = [], []
     for c in range(n_ch):

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import integrate
 
 #: critical density today, h^2 Msun / Mpc^3
 RHO_CRIT_H2 = 2.77536627e11
@@ -95,6 +94,8 @@ def _colossus_cosmology(c: Cosmology):
 @lru_cache(maxsize=8)
 def _growth(c: Cosmology):
     """Tabulated D(a), dD/da on a fine log grid, interpolated."""
+    from scipy import integrate  # here: only the simulations need it, and it costs every job ~0.5 s to import
+
     a_grid = np.logspace(-4, 0.3, 4000)
 
     def integrand(a):
