@@ -97,8 +97,7 @@ def run_predict_halos(model_path, grid_path, out_path, inference: dict, device, 
     simulations) when there are any."""
     net, meta = load_halogen(model_path, device)
     if calibration_grids:
-        grids = [read_grids(path, ("dm", "halos"))[0] for path in calibration_grids]
-        meta = calibrate_halogen(net, meta, [g["dm"] for g in grids], [g["halos"] for g in grids], inference)
+        meta = calibrate_halogen(net, meta, calibration_grids, inference)
     data, attrs = read_grids(grid_path, ("dm",))
     rho = predict_halos(net, meta, data["dm"], **inference)
     write_grids(out_path, {"halos": rho}, {**attrs, "halogen_model": str(model_path)})

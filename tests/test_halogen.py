@@ -279,7 +279,7 @@ def test_predict_halos_applies_the_model_files_calibration(grid_file, tmp_path):
     data, _ = read_grids(grid_file)
     inference = tiny_inference(stride=8, batch_size=8, bf16=False, post_threshold=None)
     raw = predict_halos(net, meta, data["dm"], **inference)
-    calibrated = calibrate_halogen(net, meta, [data["dm"]], [data["halos"]], inference)
+    calibrated = calibrate_halogen(net, meta, [grid_file], inference)
     assert set(calibrated) - set(meta) == {"mass_calibration"}
     save_checkpoint(tmp_path / "calibrated.pt", calibrated)
     net, meta = load_halogen(tmp_path / "calibrated.pt")

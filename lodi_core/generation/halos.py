@@ -11,7 +11,7 @@ import torch
 
 from ..data.transforms import LogTransform
 from ..data.windows import sliding_window_apply
-from ..io import InputError
+from ..io import InputError, read_grids
 from ..models.halogen import HALOgen
 from ..runtime import autocast, memory_format
 
@@ -125,11 +125,12 @@ def fit_mass_calibration(
     return MassCalibration(tuple(knots_x), tuple(knots_y))
 
 
-def calibrate_halogen(model: HALOgen, meta: dict, dms: list, targets: list, inference: dict) -> dict:
+def calibrate_halogen(model: HALOgen, meta: dict, grid_files: list, inference: dict) -> dict:
     """The model file's content with the :class:`MassCalibration` fitted on the training
-    simulations' DM (``dms``) and halo channels (``targets``), predicted as at inference
-    (config ``halogen.inference``, without calibration or post-threshold)."""
+    simulations' grid files (their ``dm`` and ``halos``), predicted as at inference (config
+    ``halogen.inference``, without calibration or post-threshold)."""
     raw = {**inference, "post_threshold": None}
-    predicted = [predict_halos(model, meta, dm, **raw, calibrate=False).cpu().numpy() for dm in dms]
-    calibration = fit_mass_calibration(predicted, [np.asarray(t) for t in targets])
+    grids = [read_grids(path, ("dm", "halos"))[0] for path in grid_files]
+    predicted = [predict_halos(model, meta, g["dm"], **raw, calibrate=False).cpu().numpy() for g in grids]
+    calibration = fit_mass_calibration(predicted, [g["halos"] for g in grids])
     return {**meta, "mass_calibration": calibration.to_dict()}

@@ -1,17 +1,14 @@
 """rule calibrate_halogen: the HALOgen model file with its mass calibration."""
 
 from lodi_core.generation.halos import calibrate_halogen
-from lodi_core.io import read_grids, save_checkpoint
+from lodi_core.io import save_checkpoint
 from lodi_core.models.halogen import load_halogen
 from lodi_core.runtime import pick_device, run_script
 
 
 def main():
     model, meta = load_halogen(snakemake.input.model, pick_device(snakemake.params.device))
-    grids = [read_grids(path, ("dm", "halos"))[0] for path in snakemake.input.grids]
-    content = calibrate_halogen(
-        model, meta, [g["dm"] for g in grids], [g["halos"] for g in grids], snakemake.params.inference
-    )
+    content = calibrate_halogen(model, meta, list(snakemake.input.grids), snakemake.params.inference)
     save_checkpoint(snakemake.output[0], content)
 
 
