@@ -128,7 +128,7 @@ def _rank_threads(threads: int, env=None) -> int:
 
 def _train(args) -> int:
     from .io import save_checkpoint
-    from .runtime import StopRequested, run_script
+    from .runtime import StopRequested
     from .training.distributed import DistributedFailure, init_process_group, rank_device, shutdown, world_from_env
 
     world = world_from_env()

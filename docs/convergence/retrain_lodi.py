@@ -21,6 +21,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+from lodi_core.generation.jobs import GenerationConfig  # noqa: E402
 from lodi_core.study import score_lodi  # noqa: E402
 from lodi_core.training.distributed import LAUNCH_KEYS  # noqa: E402
 
@@ -44,8 +45,7 @@ def main(results: str, out: str, seed: int, overrides: dict) -> None:
              "--log-file", str(out / "train.log")],
             check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
         )  # fmt: skip
-    keys = ("overlap", "periodic", "shards", "batch_size", "resample", "bf16", "variance", "channels_last", "clip")
-    generation = {k: cfg["generation"][k] for k in keys}
+    generation = GenerationConfig.from_config(cfg).to_dict()
     labels = {"variant": overrides.get("lr_schedule", train["lr_schedule"]), "condition": "halogen", "train_seed": seed}
     for sample_seed in (0, 1):
         csv = out / f"score_seed{sample_seed}.csv"

@@ -60,6 +60,12 @@ def predict_halos(
     return rho
 
 
+def _log10_density(rho: np.ndarray) -> np.ndarray:
+    """log10 of a density in float64, zero (and the inverse transform's rounding below it)
+    read as 1e-30: below any knot, so it takes the lowest bin's value."""
+    return np.log10(np.maximum(np.asarray(rho, np.float64), 1e-30))
+
+
 @dataclass(frozen=True)
 class MassCalibration:
     """Per halo channel, a non-decreasing map from HALOgen's rho_h to the mean true rho_h of
@@ -81,7 +87,7 @@ class MassCalibration:
         if rho.shape[0] != len(self.rho):
             raise ValueError(f"mass calibration has {len(self.rho)} channels, prediction {rho.shape[0]}")
         out = np.empty(rho.shape, np.float32)
-        lp = np.log10(np.maximum(rho.detach().cpu().double().numpy(), np.finfo(np.float64).tiny))
+        lp = _log10_density(rho.detach().cpu().numpy())
         for c, (x, y) in enumerate(zip(self.log_pred, self.rho)):
             out[c] = np.interp(lp[c], x, y)
         return torch.from_numpy(out).to(rho.device)
@@ -111,7 +117,7 @@ def fit_mass_calibration(
     n_ch = target[0].shape[0]
     knots_x, knots_y = [], []
     for c in range(n_ch):
-        p = np.log10(np.maximum(np.concatenate([np.asarray(a[c], np.float64).ravel() for a in predicted]), 1e-30))
+        p = _log10_density(np.concatenate([np.asarray(a[c]).ravel() for a in predicted]))
         t = np.concatenate([np.asarray(a[c], np.float64).ravel() for a in target])
         tail = np.logspace(np.log10(0.5), np.log10(min(0.5, top_voxels / p.size)), bins - 1)
         edges = np.unique(np.quantile(p, np.concatenate([[0.0], 1.0 - tail, [1.0]])))
