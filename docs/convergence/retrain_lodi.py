@@ -28,7 +28,7 @@ from lodi_core.training.distributed import LAUNCH_KEYS  # noqa: E402
 
 def main(results: str, out: str, seed: int, overrides: dict) -> None:
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    lodi, res, out = cfg["lodi"], Path(results), Path(out)
+    lodi, res, out = cfg["lodi"], Path(results).resolve(), Path(out).resolve()  # the training runs in REPO
     train = {k: v for k, v in lodi["train"].items() if k not in LAUNCH_KEYS}
     train.update(overrides, seed=seed)
     expect = {"box_size": float(cfg["data"]["box_size"]), "n_grid": int(cfg["data"]["n_grid"])}
