@@ -75,6 +75,32 @@ def test_training_resumes_to_the_same_weights(grid_file, tmp_path):
     assert "condition" not in key["train"] and set(key) == {"network", "vdm", "train", "data"}
 
 
+def test_box_weight_power_draws_boxes_in_proportion_to_their_brightness(grid_file):
+    import h5py
+
+    settings = dict(box=8, candidate_stride=4, important_log_rho=10.0, batch_size=16)
+    uniform = LodiData([grid_file], tiny(LodiTrainConfig, **settings))
+    weighted = LodiData([grid_file], tiny(LodiTrainConfig, **settings, box_weight_power=1.0))
+    assert weighted.train == uniform.train and uniform.train_p is None  # same boxes, same split
+    with h5py.File(grid_file) as f:
+        tb = f["tb"][...].astype(np.float64)
+    content = np.array([tb[i : i + 8, j : j + 8, k : k + 8].sum() for _, (i, j, k) in uniform.train])
+    expected = content / content.sum()
+    n = len(uniform.train)
+
+    def frequencies(data):
+        draws = np.concatenate([data.draw(step)[0] for step in range(1000)])
+        return np.bincount(draws, minlength=n) / draws.size
+
+    # 16000 draws: total variation from the target law ~0.02 by chance; the two laws differ by far more
+    assert 0.5 * np.abs(frequencies(weighted) - expected).sum() < 0.06
+    assert 0.5 * np.abs(frequencies(uniform) - 1.0 / n).sum() < 0.06
+    assert 0.5 * np.abs(expected - 1.0 / n).sum() > 0.15
+    # the uniform draw is the one the training had before the option existed
+    rng = np.random.default_rng([uniform.cfg.seed, 7])
+    assert np.array_equal(uniform.draw(7)[0], rng.integers(0, n, size=16))
+
+
 def test_box_sampler_is_deterministic_and_inverts_the_normalisation(lodi_model):
     path, _ = lodi_model
     sampler = BoxSampler.load(path, "cpu", bf16=False)

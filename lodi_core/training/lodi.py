@@ -56,6 +56,7 @@ class LodiTrainConfig(ConfigSection):
     bf16: bool  # bf16 autocast (GPU or CPU)
     channels_last: bool  # channels-last-3d layout of the network and its inputs
     condition: str = "true_halos"  # "true_halos" (the paper) or "halogen": HALOgen's halos of the training sims
+    box_weight_power: float = 0.0  # boxes drawn with probability ~ (their summed T_b)^p; 0: uniformly (the paper)
     gpus: int = 1  # training processes per node (one per GPU); the rule's launcher starts them
     nodes: int = 1
     collective_timeout_s: float = 900.0  # a rank waiting longer than this on the others fails the job
@@ -139,6 +140,14 @@ class LodiData:
         n_val = max(1, int(round(cfg.val_fraction * len(samples))))
         self.val = [samples[i] for i in order[:n_val]]
         self.train = [samples[i] for i in order[n_val:]]
+        # beyond the paper: boxes drawn in proportion to (their T_b)^p spend the steps where the
+        # brightness is (docs/convergence.md measures it); None draws them uniformly
+        self.train_p = None
+        if cfg.box_weight_power:
+            b = cfg.box
+            content = np.array([float(tbs[s][i : i + b, j : j + b, k : k + b].sum()) for s, (i, j, k) in self.train])
+            w = np.maximum(content, 1e-30) ** cfg.box_weight_power
+            self.train_p = w / w.sum()
         log.info(
             "LODI data: %d high-mass + %d low-mass-centred sub-volumes of %d^3 -> %d train, %d validation",
             self.n_high,
@@ -154,13 +163,21 @@ class LodiData:
         sl = (slice(None), slice(i, i + b), slice(j, j + b), slice(k, k + b))
         return apply_symmetry(self.x[s][sl], symmetry), apply_symmetry(self.cond[s][sl], symmetry)
 
+    def draw(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The training sub-volumes (indices into ``train``) and cube symmetries of global step
+        ``step``, drawn from (seed, step): uniformly, or in proportion to ``train_p``."""
+        rng = np.random.default_rng([self.cfg.seed, step])
+        if self.train_p is None:
+            idx = rng.integers(0, len(self.train), size=self.cfg.batch_size)
+        else:
+            idx = rng.choice(len(self.train), size=self.cfg.batch_size, p=self.train_p)
+        return idx, rng.integers(0, len(CUBE_SYMMETRIES), size=self.cfg.batch_size)
+
     def batch(self, step: int, share: slice = slice(None)):
         """Training batch of global step ``step`` (its items ``share``, a data-parallel rank's
-        part): random sub-volumes and symmetries drawn from (seed, step)."""
-        rng = np.random.default_rng([self.cfg.seed, step])
-        idx = rng.integers(0, len(self.train), size=self.cfg.batch_size)[share]
-        sym = rng.integers(0, len(CUBE_SYMMETRIES), size=self.cfg.batch_size)[share]
-        x, c = zip(*[self.box(self.train[i], int(k)) for i, k in zip(idx, sym)])
+        part): the sub-volumes and symmetries of :meth:`draw`."""
+        idx, sym = self.draw(step)
+        x, c = zip(*[self.box(self.train[i], int(k)) for i, k in zip(idx[share], sym[share])])
         return torch.stack(x), torch.stack(c)
 
 
@@ -257,14 +274,16 @@ def train_lodi(
         grad_clip=cfg.grad_clip,
         progress=progress,
     )
-    # training on the true halos keeps the key it had before `condition` existed, so a long
-    # run started with an earlier version still resumes
+    # training on the true halos with uniformly drawn boxes keeps the key it had before
+    # `condition` and `box_weight_power` existed, so a long run started with an earlier version
+    # still resumes
     on_true_halos = ("condition",) if cfg.condition == "true_halos" else ()
+    uniform_boxes = ("box_weight_power",) if not cfg.box_weight_power else ()
     resume_key = {
         "network": net_cfg.to_dict(),
         "vdm": vdm_cfg.to_dict(),
         "train": cfg.to_dict(
-            exclude=("iterations", "checkpoint_every", "validate_every", *LAUNCH_KEYS, *on_true_halos)
+            exclude=("iterations", "checkpoint_every", "validate_every", *LAUNCH_KEYS, *on_true_halos, *uniform_boxes)
         ),
         "data": training_data_key(grid_files),
     }
