@@ -5,8 +5,9 @@ The config files are the one source of every value: ``config/paper.yaml`` holds 
 setting, ``config/config.yaml`` the embedded CPU default, and
 ``workflow/schemas/config.schema.yaml`` documents and checks each key. The dataclasses have no
 defaults of their own, so a value can never differ silently between a dataclass and a file;
-the exceptions are keys added later with the schema's default (``lodi.train.condition`` and
-the launch keys ``gpus``, ``nodes``, ``collective_timeout_s``), so older configs still load.
+the exceptions are keys added later with the schema's default (``lodi.train.condition``,
+``lodi.train.box_weight_power``, ``halogen.network.head_norm`` and the launch keys ``gpus``,
+``nodes``, ``collective_timeout_s``), so older configs still load.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """HALOgen: the masked loss against hand-computed cases, group separation of the network,
 sliding-window inference, training and exact resume."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -130,6 +132,43 @@ def test_dense_equivalent_is_the_same_function_with_no_grouped_convolutions():
     x = torch.randn(2, 1, 16, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(dense(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_head_norm_hides_the_amplitude_of_a_window_and_old_model_files_keep_theirs(grid_file, tmp_path):
+    """With ``head_norm`` the GroupNorm before the output convolutions undoes any scale of the
+    last decoder block's features: the head cannot tell a massive halo from a small one. Without
+    it (the paper's text, the default) the output follows. A model file written before the key
+    existed (norm weights, no key) still loads, with its norm."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 16, 16, 16)
+
+    def with_features_scaled(net, factor):
+        hook = net.up[-1].register_forward_hook(lambda module, args, out: out * factor)
+        try:
+            with torch.no_grad():
+                return net(x)
+        finally:
+            hook.remove()
+
+    normed = HALOgen(replace(TINY, head_norm=True)).eval()
+    plain = HALOgen(TINY).eval()
+    assert not TINY.head_norm and isinstance(plain.head_norm, torch.nn.Identity)
+    torch.testing.assert_close(
+        with_features_scaled(normed, 3.0), with_features_scaled(normed, 1.0), rtol=1e-3, atol=1e-3
+    )
+    diff = (with_features_scaled(plain, 3.0) - with_features_scaled(plain, 1.0)).abs().max()
+    assert diff > 0.1 * with_features_scaled(plain, 1.0).abs().max()
+
+    content = _train(grid_file, tmp_path, 1, "m")
+    old_network = replace(TINY, head_norm=True).to_dict(exclude=("head_norm",))
+    legacy = {**content, "model": normed.state_dict(), "network": old_network}
+    save_checkpoint(tmp_path / "legacy.pt", legacy)
+    net, _ = load_halogen(tmp_path / "legacy.pt")
+    assert net.cfg.head_norm
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), normed(x))
+    save_checkpoint(tmp_path / "new.pt", content)
+    assert not load_halogen(tmp_path / "new.pt")[0].cfg.head_norm
 
 
 def test_interleave_groups_keeps_group_order():

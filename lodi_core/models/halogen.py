@@ -33,6 +33,7 @@ class HalogenConfig(ConfigSection):
     bottleneck_channels: int
     blocks_per_stage: int
     attention: bool
+    head_norm: bool = False  # GroupNorm before the output convolutions (model files before it had one)
 
 
 def interleave_groups(a: torch.Tensor, b: torch.Tensor, groups: int) -> torch.Tensor:
@@ -110,7 +111,10 @@ class HALOgen(nn.Module):
             blocks = [GroupedResBlock(cin + w if i == 0 else w, w, g) for i in range(cfg.blocks_per_stage)]
             self.up.append(nn.Sequential(*blocks))
             cin = w
-        self.head_norm = nn.GroupNorm(g, cin)
+        # the paper's last decoder block leads straight to the grouped output convolutions; a
+        # GroupNorm there rescales each window's features to unit variance, so the head cannot
+        # tell a window's massive halo from a small one (docs/convergence.md measures it)
+        self.head_norm = nn.GroupNorm(g, cin) if cfg.head_norm else nn.Identity()
         self.head = nn.Conv3d(cin, cfg.out_channels, 1, groups=g)
 
     @property
@@ -273,5 +277,7 @@ def halogen_loss(pred, target, mask, model: nn.Module | None, cfg: LossConfig) -
 def load_halogen(path, device="cpu") -> tuple[HALOgen, dict]:
     """The trained network (eval mode) and the model file's metadata."""
     state = load_checkpoint(path, kind="halogen", map_location=device)
-    net = HALOgen(HalogenConfig.from_dict(state["network"])).to(device)
+    # model files written before `head_norm` existed have the norm and no key for it
+    network = {"head_norm": "head_norm.weight" in state["model"], **state["network"]}
+    net = HALOgen(HalogenConfig.from_dict(network)).to(device)
     return load_weights(net, path, state, {"HALOgen": state["network"]}), state
