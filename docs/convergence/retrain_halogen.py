@@ -1,16 +1,19 @@
 """Retrain the default's HALOgen on a finished main job's grids, with halogen.network /
 halogen.train overrides, predict every simulation as the workflow does (mass-calibrated on the
 training simulations, post-thresholded) and print the channel metrics of the held-out ones,
-without and with the calibration. It made the head_norm rows of docs/convergence.md:
+without and with the calibration. It made the seed-1 rows of docs/convergence.md's head-norm
+table (the seed-0 ones are the networks of the clean main jobs at 9b6a229 and 6788613; it
+reproduces the latter's metrics):
 
-    python docs/convergence/retrain_halogen.py results out/hg_head_norm '{"network": {"head_norm": true}}'
-    python docs/convergence/retrain_halogen.py results out/hg_default
+    python docs/convergence/retrain_halogen.py results out/s1 '{"train": {"seed": 1}}'
+    python docs/convergence/retrain_halogen.py results out/s1_norm \\
+        '{"train": {"seed": 1}, "network": {"head_norm": true}}'
 
 The output directory is laid out like a results directory (halogen/model.pt,
 halogen/predicted/<sim>.h5 and a link to the job's grids/), so that
 docs/convergence/retrain_lodi.py can train and score LODI on its halos:
 
-    python docs/convergence/retrain_lodi.py out/hg_default out/hg_default/lodi_s0 0
+    python docs/convergence/retrain_lodi.py out/s1 out/s1/lodi_s0 0
 
 It runs `python -m lodi_core train halogen` (the train_halogen rule's command, config/config.yaml's
 settings) and lodi_core.study.run_predict_halos; ~5 minutes on 2 CPU cores.
