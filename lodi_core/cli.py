@@ -26,11 +26,11 @@ from .generation.jobs import (
     GenerationConfig,
     generate_baseline,
     generate_volume,
+    load_sampler,
     lodi_volume_attrs,
     write_volume,
 )
 from .models.halogen import load_halogen
-from .models.lodi import BoxSampler
 from .physics.cosmology import Cosmology
 from .runtime import pick_device, run_script
 
@@ -66,7 +66,7 @@ def _generate(args) -> None:
     )
     grids, attrs = dm_only_grid(args.dm_snapshot, spec, n, device)
     halos = predict_halos(halogen, meta, grids["dm"].cpu().numpy(), **inference, progress=True)
-    sampler = BoxSampler.load(args.lodi, device, cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
+    sampler = load_sampler(args.lodi, cfg, device)
     cond = sampler.condition(halos.unsqueeze(0).to(device))[0]
     if args.method == "latent_overlap":
         x0 = generate_volume(sampler, cond, args.seed, args.name, cfg, progress=True).x0

@@ -23,10 +23,9 @@ import pandas as pd
 from .analysis.halogen_eval import evaluate_halos
 from .analysis.metrics import value_at, volume_metrics
 from .generation.halos import calibrate_halogen, predict_halos
-from .generation.jobs import GenerationConfig, generate_volume, load_condition
+from .generation.jobs import GenerationConfig, generate_volume, load_condition, load_sampler
 from .io import load_checkpoint, read_grids, save_checkpoint, write_csv, write_grids
 from .models.halogen import HalogenConfig, LossConfig, load_halogen
-from .models.lodi import BoxSampler
 from .models.unet import DenoiserConfig
 from .models.vdm import VDMConfig
 from .training.halogen import HalogenTrainConfig, train_halogen
@@ -140,7 +139,7 @@ def score_lodi(
     snapshot's step and training wall time, the generation time and
     :func:`analysis.metrics.volume_metrics` against the target T_b."""
     cfg = GenerationConfig.from_dict(generation)
-    sampler = BoxSampler.load(model_path, device, cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
+    sampler = load_sampler(model_path, cfg, device)
     cond, _ = load_condition(sampler, halos_path)
     t0 = time.perf_counter()
     x0 = generate_volume(sampler, cond, seed, simulation, cfg).x0

@@ -21,7 +21,6 @@ settings) and lodi_core.study.run_predict_halos; ~5 minutes on 2 CPU cores.
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -30,10 +29,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+from retrain_lodi import run_training, training_settings  # noqa: E402  (this directory)
+
 from lodi_core.analysis.halogen_eval import evaluate_halos  # noqa: E402
 from lodi_core.io import read_grids  # noqa: E402
 from lodi_core.study import run_predict_halos  # noqa: E402
-from lodi_core.training.distributed import LAUNCH_KEYS  # noqa: E402
 
 #: where the channel P(k) ratios and r(k) are printed (h/Mpc, nearest bins of the 12.5 Mpc/h box)
 K_PRINT = (0.7, 1.2, 2.7, 4.8, 9.8)
@@ -56,25 +56,14 @@ def channel_lines(pred: np.ndarray, target: np.ndarray, box_size: float, floor: 
 def main(results: str, out: str, overrides: dict) -> None:
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     halogen, res, out = cfg["halogen"], Path(results).resolve(), Path(out).resolve()
-    network = {**halogen["network"], **overrides.get("network", {})}
-    train = {k: v for k, v in halogen["train"].items() if k not in LAUNCH_KEYS}
-    train.update(overrides.get("train", {}))
-    expect = {"box_size": float(cfg["data"]["box_size"]), "n_grid": int(cfg["data"]["n_grid"])}
-    settings = json.dumps({"network": network, "loss": halogen["loss"], "train": train, "expect": expect})
+    parts = {"network": {**halogen["network"], **overrides.get("network", {})}, "loss": halogen["loss"]}
+    settings = training_settings(cfg, "halogen", parts, overrides.get("train", {}))
     (out / "halogen/predicted").mkdir(parents=True, exist_ok=True)
     if not (out / "grids").exists():
         os.symlink(res / "grids", out / "grids")
     sims = cfg["simulations"]["halogen_train"]
+    run_training("halogen", settings, [res / f"grids/{s}.h5" for s in sims], out / "halogen")
     model = out / "halogen/model.pt"
-    if not model.exists():
-        subprocess.run(
-            [sys.executable, "-m", "lodi_core", "train", "halogen", "--settings", settings,
-             "--grids", *[str(res / f"grids/{s}.h5") for s in sims],
-             "--checkpoint", str(out / "halogen/checkpoint.pt"), "--model", str(model),
-             "--history", str(out / "halogen/history.csv"), "--device", "cpu", "--threads", "2",
-             "--log-file", str(out / "halogen/train.log")],
-            check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-        )  # fmt: skip
     inference = halogen["inference"]
     calibration = [str(res / f"grids/{s}.h5") for s in sims] if halogen.get("mass_calibration") else []
     floor = 10.0 ** inference["post_threshold"]

@@ -26,27 +26,42 @@ from lodi_core.study import score_lodi  # noqa: E402
 from lodi_core.training.distributed import LAUNCH_KEYS  # noqa: E402
 
 
+def training_settings(cfg: dict, section: str, parts: dict, train_overrides: dict) -> str:
+    """The JSON the train_<section> rule hands to `python -m lodi_core train` (common.smk's
+    training_settings): ``parts`` of the section (e.g. its network, with overrides), its train
+    settings without the launch keys, with ``train_overrides``, and the grids' layout."""
+    train = {k: v for k, v in cfg[section]["train"].items() if k not in LAUNCH_KEYS}
+    train.update(train_overrides)
+    expect = {"box_size": float(cfg["data"]["box_size"]), "n_grid": int(cfg["data"]["n_grid"])}
+    return json.dumps({**parts, "train": train, "expect": expect})
+
+
+def run_training(kind: str, settings: str, grids: list, out: Path, extra: list = ()) -> None:
+    """The train_<kind> rule's command, on 2 CPU threads, writing model.pt, checkpoint.pt,
+    history.csv and train.log into ``out`` (skipped when its model.pt exists)."""
+    if (out / "model.pt").exists():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "lodi_core", "train", kind, "--settings", settings, "--grids", *map(str, grids),
+         *extra, "--checkpoint", str(out / "checkpoint.pt"), "--model", str(out / "model.pt"),
+         "--history", str(out / "history.csv"), "--device", "cpu", "--threads", "2",
+         "--log-file", str(out / "train.log")],
+        check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+
+
 def main(results: str, out: str, seed: int, overrides: dict) -> None:
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     lodi, res, out = cfg["lodi"], Path(results).resolve(), Path(out).resolve()  # the training runs in REPO
-    train = {k: v for k, v in lodi["train"].items() if k not in LAUNCH_KEYS}
-    train.update(overrides, seed=seed)
-    expect = {"box_size": float(cfg["data"]["box_size"]), "n_grid": int(cfg["data"]["n_grid"])}
-    settings = json.dumps({"network": lodi["network"], "vdm": lodi["vdm"], "train": train, "expect": expect})
-    out.mkdir(parents=True, exist_ok=True)
+    train = {**overrides, "seed": seed}
+    settings = training_settings(cfg, "lodi", {"network": lodi["network"], "vdm": lodi["vdm"]}, train)
     sims = cfg["simulations"]["lodi_train"]
-    if not (out / "model.pt").exists():
-        subprocess.run(
-            [sys.executable, "-m", "lodi_core", "train", "lodi", "--settings", settings,
-             "--grids", *[str(res / f"grids/{s}.h5") for s in sims],
-             "--halos", *[str(res / f"halogen/predicted/{s}.h5") for s in sims],
-             "--checkpoint", str(out / "checkpoint.pt"), "--model", str(out / "model.pt"),
-             "--history", str(out / "history.csv"), "--device", "cpu", "--threads", "2",
-             "--log-file", str(out / "train.log")],
-            check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-        )  # fmt: skip
+    halos = ["--halos", *[str(res / f"halogen/predicted/{s}.h5") for s in sims]]
+    run_training("lodi", settings, [res / f"grids/{s}.h5" for s in sims], out, halos)
     generation = GenerationConfig.from_config(cfg).to_dict()
-    labels = {"variant": overrides.get("lr_schedule", train["lr_schedule"]), "condition": "halogen", "train_seed": seed}
+    variant = overrides.get("lr_schedule", lodi["train"]["lr_schedule"])
+    labels = {"variant": variant, "condition": "halogen", "train_seed": seed}
     for sample_seed in (0, 1):
         csv = out / f"score_seed{sample_seed}.csv"
         if not csv.exists():

@@ -15,21 +15,19 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from lodi_core.generation.jobs import GenerationConfig, generate_volume, load_condition  # noqa: E402
+from lodi_core.generation.jobs import GenerationConfig, generate_volume, load_condition, load_sampler  # noqa: E402
 from lodi_core.io import read_grids  # noqa: E402
-from lodi_core.models.lodi import BoxSampler  # noqa: E402
 
 #: bands of the summed halo channels, Msun (Mpc/h)^-3
 EDGES = (0.0, 1e10, 1e11, 1e12, 1e13, np.inf)
 
 
 def sample(model: Path, halos: Path, simulation: str) -> np.ndarray:
-    cfg = GenerationConfig.from_config(yaml.safe_load((REPO / "config/config.yaml").read_text()))
-    sampler = BoxSampler.load(model, "cpu", cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
+    cfg = GenerationConfig.from_config(REPO / "config/config.yaml")
+    sampler = load_sampler(model, cfg, "cpu")
     cond, _ = load_condition(sampler, halos)
     return sampler.to_tb(generate_volume(sampler, cond, 0, simulation, cfg).x0.float()).cpu().numpy()
 

@@ -38,6 +38,12 @@ class GenerationConfig(ConfigSection):
     clip: bool  # keep every step's x_hat within the training data's range (vdm.clip_prediction)
 
 
+def load_sampler(model_path, cfg: GenerationConfig, device) -> BoxSampler:
+    """A LODI model file's sampler with the generation settings: bf16, the reverse-step
+    variance, the memory layout and clipping."""
+    return BoxSampler.load(model_path, device, cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
+
+
 def load_condition(sampler: BoxSampler, halos_path) -> tuple[torch.Tensor, dict]:
     """Normalised halo channels (C, N, N, N) of a grid or HALOgen file, and its attributes."""
     data, attrs = read_grids(halos_path, ("halos",))
@@ -83,7 +89,7 @@ def run_stage_shard(
 ) -> None:
     """One Snakemake stage job: sample shard ``shard`` of stage ``stage`` and write the x_0
     of its boxes."""
-    sampler = BoxSampler.load(model_path, device, cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
+    sampler = load_sampler(model_path, cfg, device)
     cond, _ = load_condition(sampler, halos_path)
     n, box = cond.shape[-1], int(sampler.meta["box"])
     state = read_state(state_path, n, sampler.device) if state_path else VolumeState.empty(n, sampler.device)
@@ -163,7 +169,7 @@ def run_assemble(
     model_path, halos_path, state_path, out_path, seed: int, simulation: str, cfg: GenerationConfig, device
 ) -> None:
     """The final latent-overlap volume from the state after stage 8."""
-    sampler = BoxSampler.load(model_path, device, cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
+    sampler = load_sampler(model_path, cfg, device)
     _, grid_attrs = read_grids(halos_path, ())
     n = int(grid_attrs["n_grid"])
     state = read_state(state_path, n, sampler.device)
@@ -211,7 +217,7 @@ def generate_baseline(
 def run_baseline(
     model_path, halos_path, out_path, method: str, seed: int, simulation: str, cfg: GenerationConfig, device
 ) -> None:
-    sampler = BoxSampler.load(model_path, device, cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
+    sampler = load_sampler(model_path, cfg, device)
     cond, grid_attrs = load_condition(sampler, halos_path)
     x0 = generate_baseline(sampler, cond, method, seed, simulation, cfg, progress=True)
     write_volume(
