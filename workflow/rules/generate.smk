@@ -41,8 +41,9 @@ rule generate_stage:
 
 rule merge_stage:
     """Write the partial volume (normalised x_0 and the known mask) after one stage. It runs
-    inside the Snakemake process (a local rule, no GPU): a few milliseconds of copying that
-    would otherwise pay a new Python's torch import, 8 times per volume."""
+    inside the Snakemake process (a local rule, no GPU; the workflow profile's
+    force-use-threads keeps Snakemake from spawning a new Snakemake for it): a few
+    milliseconds of copying that would otherwise pay a new Python's start, 8 times per volume."""
     input:
         unpack(merge_inputs),
     output:
