@@ -352,3 +352,20 @@ def test_residual_summaries_by_hand():
     assert metrics.mean_abs_residual(table, 1.0) == pytest.approx(0.3)
     assert metrics.mean_abs_residual(table, 5.0) == pytest.approx(0.7 / 3)
     assert np.isnan(metrics.mean_abs_residual(table, 0.1))
+
+
+def test_residual_axes_show_the_scored_range():
+    """Beyond k = 10 h/Mpc the smoothed target has almost no power and the residual can reach
+    10^8; the y-axis follows the curves at k <= 10 (the metrics' range), keeping the ±10 % band
+    readable."""
+    import matplotlib.pyplot as plt
+
+    k = np.geomspace(0.5, 30, 60)
+    residual = np.where(k <= 10, -0.4 + 0.05 * np.log(k), 1e8 * (k / 30) ** 4)
+    fig, ax = plt.subplots()
+    ax.plot(k, residual)
+    style.residual_axes(ax)
+    lo, hi = ax.get_ylim()
+    plt.close(fig)
+    assert lo < residual[k <= 10].min() and hi >= 2 * style.RESIDUAL_BAND
+    assert hi < 1.0  # not stretched to the unscored 10^8

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..analysis.metrics import TB_FLOOR_FRACTION, box_axis_origins  # noqa: E402
+from ..analysis.metrics import K_LIMITS, TB_FLOOR_FRACTION, box_axis_origins  # noqa: E402
 from ..data.boxes import box_edge_planes  # noqa: E402
 from ..io import atomic_path  # noqa: E402
 
@@ -128,6 +128,21 @@ def band(ax, k, mean, std, colour, label, lw=1.4):
 
 
 def residual_axes(ax, k_max: float | None = None):
+    """Zero line, the ±10 % band, log k; called after the curves are drawn, it scales the
+    y-axis to the curves at k <= the metrics' largest k (10 h/Mpc): beyond the Gaussian
+    smoothing scale the target has almost no power, and a residual of 10^8 there would
+    flatten every residual that is scored."""
+    ys = [
+        np.asarray(line.get_ydata(), float)[np.asarray(line.get_xdata(), float) <= max(K_LIMITS)]
+        for line in ax.get_lines()
+        if len(line.get_xdata()) > 2
+    ]
+    ys = np.concatenate(ys) if ys else np.empty(0)
+    ys = ys[np.isfinite(ys)]
+    if ys.size:
+        lo, hi = min(float(ys.min()), -2 * RESIDUAL_BAND), max(float(ys.max()), 2 * RESIDUAL_BAND)
+        pad = 0.08 * (hi - lo)
+        ax.set_ylim(lo - pad, hi + pad)
     ax.axhline(0, color="k", lw=0.6)
     ax.axhspan(-RESIDUAL_BAND, RESIDUAL_BAND, color="0.85", zorder=0, label=f"±{RESIDUAL_BAND:.0%}")
     ax.set_xscale("log")
