@@ -6,7 +6,7 @@ import torch
 from grid_data import TINY_NET, tiny, train_tiny_lodi
 
 from lodi_core.io import InputError, write_grids
-from lodi_core.models.lodi import BoxSampler, box_noise
+from lodi_core.models.lodi import BoxSampler, box_noise, null_condition
 from lodi_core.models.vdm import VDMConfig, alpha, sigma
 from lodi_core.training.lodi import LodiData, LodiTrainConfig, lr_at, select_subvolumes, train_lodi
 from lodi_core.training.loop import EMA
@@ -101,6 +101,28 @@ def test_box_weight_power_draws_boxes_in_proportion_to_their_brightness(grid_fil
     assert np.array_equal(uniform.draw(7)[0], rng.integers(0, n, size=16))
 
 
+def test_cond_drop_shows_the_null_condition_to_the_drawn_share(grid_file):
+    settings = dict(box=8, candidate_stride=4, important_log_rho=10.0, batch_size=16)
+    plain = LodiData([grid_file], tiny(LodiTrainConfig, **settings))
+    drop = LodiData([grid_file], tiny(LodiTrainConfig, **settings, cond_drop=0.25))
+    shown_null = []
+    for step in range(40):
+        (x0, c0), (x1, c1) = plain.batch(step), drop.batch(step)
+        dropped = torch.from_numpy(drop.dropped(step))
+        assert torch.equal(x0, x1)  # the same boxes and symmetries: only the condition differs
+        assert torch.equal(c1[~dropped], c0[~dropped])
+        assert torch.equal(c1[dropped], torch.zeros_like(c1[dropped]))
+        # no real box's condition is the null one (empty space is the channels' floor, < 0)
+        assert not any(torch.equal(c, null_condition(c)) for c in c0)
+        shown_null.append(dropped.float().mean())
+        # a data-parallel rank's share drops the same items as one process does
+        _, half = drop.batch(step, slice(8, 16))
+        assert torch.equal(half, c1[8:])
+    # 640 draws: ~0.017 of standard deviation around 0.25
+    assert abs(float(torch.stack(shown_null).mean()) - 0.25) < 0.06
+    assert not plain.dropped(3).any()
+
+
 def test_box_sampler_is_deterministic_and_inverts_the_normalisation(lodi_model):
     path, _ = lodi_model
     sampler = BoxSampler.load(path, "cpu", bf16=False)
@@ -119,6 +141,27 @@ def test_box_sampler_is_deterministic_and_inverts_the_normalisation(lodi_model):
     a2, s2 = alpha(sampler.gammas) ** 2, sigma(sampler.gammas) ** 2
     torch.testing.assert_close(a2 + s2, torch.ones_like(a2))
     assert torch.all(torch.diff(a2 / s2) < 0)
+
+
+def test_guidance_extrapolates_from_the_null_condition(lodi_model):
+    """Ho & Salimans (2022) Eq. 6: eps~ = (1 + w) eps(z, c) - w eps(z, null), from one batched
+    pass; w = 0 is the conditional model; a model trained without cond_drop is refused."""
+    path, _ = lodi_model
+    plain = BoxSampler.load(path, "cpu", bf16=False)
+    with pytest.raises(InputError, match="cond_drop"):
+        BoxSampler.load(path, "cpu", bf16=False, guidance=1.0)
+    meta = {**plain.meta, "cond_drop": 0.1}
+    guided = BoxSampler(plain.model, meta, bf16=False, guidance=1.5)
+    unguided = BoxSampler(plain.model, meta, bf16=False, guidance=0.0)
+    cond = plain.condition(torch.rand(2, 4, 8, 8, 8) * 1e11)
+    z = torch.randn(2, 1, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    i = plain.T // 2
+    with torch.no_grad():
+        eps_c = plain.model.predict_noise(z, plain.gammas[i], cond)
+        eps_u = plain.model.predict_noise(z, plain.gammas[i], torch.zeros_like(cond))
+    assert not torch.allclose(eps_c, eps_u)
+    torch.testing.assert_close(guided.predict_noise(z, i, cond), 2.5 * eps_c - 1.5 * eps_u, rtol=1e-4, atol=1e-5)
+    assert torch.equal(unguided.predict_noise(z, i, cond), plain.predict_noise(z, i, cond))
 
 
 def test_lr_schedules():

@@ -5,6 +5,9 @@ and 1) as the study does. It made the retraining rows of docs/default_spread.csv
     python docs/convergence/retrain_lodi.py results out/constant_s1 1
     python docs/convergence/retrain_lodi.py results out/cosine_s0 0 '{"lr_schedule": "cosine"}'
 
+A fifth argument overrides generation settings for the scoring (e.g. '{"guidance": 1.0}'); its
+scores are written beside the others with the overrides in their name.
+
 It runs the train_lodi rule's command (`python -m lodi_core train lodi`, config/config.yaml's
 settings) and lodi_core.study.score_lodi (all eight stages in one process: the volume the
 stage jobs make). Each run takes ~5 minutes on 2 CPU cores.
@@ -51,7 +54,7 @@ def run_training(kind: str, settings: str, grids: list, out: Path, extra: list =
     )  # fmt: skip
 
 
-def main(results: str, out: str, seed: int, overrides: dict) -> None:
+def main(results: str, out: str, seed: int, overrides: dict, sampling: dict) -> None:
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     lodi, res, out = cfg["lodi"], Path(results).resolve(), Path(out).resolve()  # the training runs in REPO
     train = {**overrides, "seed": seed}
@@ -59,11 +62,12 @@ def main(results: str, out: str, seed: int, overrides: dict) -> None:
     sims = cfg["simulations"]["lodi_train"]
     halos = ["--halos", *[str(res / f"halogen/predicted/{s}.h5") for s in sims]]
     run_training("lodi", settings, [res / f"grids/{s}.h5" for s in sims], out, halos)
-    generation = GenerationConfig.from_config(cfg).to_dict()
+    generation = GenerationConfig.from_config(cfg, **sampling).to_dict()
     variant = overrides.get("lr_schedule", lodi["train"]["lr_schedule"])
-    labels = {"variant": variant, "condition": "halogen", "train_seed": seed}
+    labels = {"variant": variant, "condition": "halogen", "train_seed": seed, **sampling}
+    tag = "".join(f"_{k}{v}" for k, v in sampling.items())
     for sample_seed in (0, 1):
-        csv = out / f"score_seed{sample_seed}.csv"
+        csv = out / f"score_seed{sample_seed}{tag}.csv"
         if not csv.exists():
             score_lodi(
                 out / "model.pt", res / "halogen/predicted/CV_2.h5", res / "grids/CV_2.h5", csv, generation,
@@ -73,4 +77,5 @@ def main(results: str, out: str, seed: int, overrides: dict) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]) if len(sys.argv) > 4 else {})
+    args = [json.loads(a) for a in sys.argv[4:6]]
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *args, *[{}] * (2 - len(args)))

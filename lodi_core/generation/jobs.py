@@ -36,12 +36,13 @@ class GenerationConfig(ConfigSection):
     variance: str  # reverse-step variance: "posterior" (Eq. 14) or "analytic" (vdm.reverse_step)
     channels_last: bool  # channels-last-3d layout of the denoiser and its inputs
     clip: bool  # keep every step's x_hat within the training data's range (vdm.clip_prediction)
+    guidance: float = 0.0  # classifier-free guidance weight (BoxSampler); 0: none (the paper)
 
 
 def load_sampler(model_path, cfg: GenerationConfig, device) -> BoxSampler:
     """A LODI model file's sampler with the generation settings: bf16, the reverse-step
-    variance, the memory layout and clipping."""
-    return BoxSampler.load(model_path, device, cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
+    variance, the memory layout, clipping and guidance."""
+    return BoxSampler.load(model_path, device, cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip, cfg.guidance)
 
 
 def load_condition(sampler: BoxSampler, halos_path) -> tuple[torch.Tensor, dict]:
@@ -292,7 +293,7 @@ def run_overlap_pair(
     halo mass) in fp32 and write the normalised latents of box B at ``n_steps`` + 1 reverse
     steps, with latent overlap and independently, and the final T_b (mK) of A and of both Bs."""
     overlap = cfg.overlap
-    sampler = BoxSampler.load(model_path, device, False, cfg.variance, cfg.channels_last, cfg.clip)
+    sampler = BoxSampler.load(model_path, device, False, cfg.variance, cfg.channels_last, cfg.clip, cfg.guidance)
     cond, _ = load_condition(sampler, halos_path)
     halos, _ = read_grids(halos_path, ("halos",))
     box = int(sampler.meta["box"])

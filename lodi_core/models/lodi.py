@@ -14,6 +14,13 @@ from .unet import Denoiser, DenoiserConfig
 from .vdm import VDM, VDMConfig, clip_prediction, sample_loop
 
 
+def null_condition(cond: torch.Tensor) -> torch.Tensor:
+    """The condition of "no halo information" for classifier-free guidance (beyond the paper):
+    zeros in the normalised halo channels, a uniform box no simulation gives (empty space is
+    the channels' floor, below their mean)."""
+    return torch.zeros_like(cond)
+
+
 def build_vdm(net_cfg: DenoiserConfig, vdm_cfg: VDMConfig) -> VDM:
     """The conditional VDM with its U-Net denoiser (gamma normalised by the schedule's initial bounds)."""
     return VDM(Denoiser(net_cfg, vdm_cfg.gamma_min, vdm_cfg.gamma_max), vdm_cfg)
@@ -45,7 +52,9 @@ class BoxSampler:
     overlap needs); ``gammas`` is the sampling grid; ``to_tb`` inverts the T_b normalisation (mK).
     ``variance``: "posterior" steps with q(z_s | z_t, x_hat) (Eq. 14); "analytic" adds the
     spread of x given z_t stored in the model file (:meth:`vdm.VDM.x_variance`). ``clip``: the
-    x_hat of every step is kept within the training data's range (:func:`vdm.clip_prediction`)."""
+    x_hat of every step is kept within the training data's range (:func:`vdm.clip_prediction`).
+    ``guidance`` w > 0: classifier-free guidance (Ho & Salimans 2022, Eq. 6; beyond the paper),
+    eps_hat = (1 + w) eps(z, halos) - w eps(z, null), for a model trained with ``cond_drop``."""
 
     def __init__(
         self,
@@ -55,6 +64,7 @@ class BoxSampler:
         variance: str = "posterior",
         channels_last: bool = False,
         clip: bool = False,
+        guidance: float = 0.0,
     ):
         self.format = memory_format(channels_last)
         self.model = model.to(memory_format=self.format)
@@ -84,21 +94,40 @@ class BoxSampler:
                     "has no x_range (made by an older version): retrain it or use generation.clip: false",
                 )
             self.x_range = tuple(float(v) for v in meta["x_range"])
+        if guidance < 0:
+            raise ValueError(f"guidance must be >= 0, got {guidance}")
+        if guidance and not meta.get("cond_drop"):
+            raise InputError(
+                "LODI model file",
+                "was trained without the null condition (lodi.train.cond_drop: 0), so it cannot be guided: "
+                "retrain it with cond_drop > 0 or use generation.guidance: 0",
+            )
+        self.guidance = float(guidance)
 
     @classmethod
-    def load(cls, path, device="cpu", bf16=True, variance="posterior", channels_last=False, clip=False) -> BoxSampler:
+    def load(
+        cls, path, device="cpu", bf16=True, variance="posterior", channels_last=False, clip=False, guidance=0.0
+    ) -> BoxSampler:
         model, meta = load_lodi(path, device)
-        return cls(model, meta, bf16, variance, channels_last, clip)
+        return cls(model, meta, bf16, variance, channels_last, clip, guidance)
 
     def condition(self, halos: torch.Tensor) -> torch.Tensor:
         return self.halo_transform.forward(halos.to(self.device, torch.float32), channel_dim=1)
 
     @torch.no_grad()
     def predict_noise(self, z: torch.Tensor, i: int, cond: torch.Tensor) -> torch.Tensor:
-        """eps_hat at step i (t_i = i/T) of the sampling grid."""
+        """eps_hat at step i (t_i = i/T) of the sampling grid (guided: one pass over the boxes
+        with their halos and with the null condition)."""
         with autocast(self.device, self.bf16):
             z_in, cond = z.contiguous(memory_format=self.format), cond.contiguous(memory_format=self.format)
-            eps_hat = self.model.predict_noise(z_in, self.gammas[i], cond).float().contiguous()
+            if self.guidance:
+                both = self.model.predict_noise(
+                    torch.cat([z_in, z_in]), self.gammas[i], torch.cat([cond, null_condition(cond)])
+                )
+                eps_c, eps_u = both.float().chunk(2)
+                eps_hat = ((1 + self.guidance) * eps_c - self.guidance * eps_u).contiguous()
+            else:
+                eps_hat = self.model.predict_noise(z_in, self.gammas[i], cond).float().contiguous()
         if self.x_range is not None:
             eps_hat = clip_prediction(eps_hat, z, self.gammas[i], *self.x_range)
         return eps_hat

@@ -14,7 +14,7 @@ from ..config import ConfigSection
 from ..data.augment import CUBE_SYMMETRIES, apply_symmetry
 from ..data.transforms import LogTransform
 from ..io import InputError, read_grids, read_training_grids, training_data_key
-from ..models.lodi import build_vdm
+from ..models.lodi import build_vdm, null_condition
 from ..models.unet import DenoiserConfig
 from ..models.vdm import VDMConfig
 from ..runtime import autocast, memory_format
@@ -57,6 +57,7 @@ class LodiTrainConfig(ConfigSection):
     channels_last: bool  # channels-last-3d layout of the network and its inputs
     condition: str = "true_halos"  # "true_halos" (the paper) or "halogen": HALOgen's halos of the training sims
     box_weight_power: float = 0.0  # boxes drawn with probability ~ (their summed T_b)^p; 0: uniformly (the paper)
+    cond_drop: float = 0.0  # classifier-free guidance: chance a box is shown the null condition; 0: never (the paper)
     gpus: int = 1  # training processes per node (one per GPU); the rule's launcher starts them
     nodes: int = 1
     collective_timeout_s: float = 900.0  # a rank waiting longer than this on the others fails the job
@@ -173,12 +174,24 @@ class LodiData:
             idx = rng.choice(len(self.train), size=self.cfg.batch_size, p=self.train_p)
         return idx, rng.integers(0, len(CUBE_SYMMETRIES), size=self.cfg.batch_size)
 
+    def dropped(self, step: int) -> np.ndarray:
+        """Which items of global step ``step``'s batch are shown the null condition (classifier-
+        free guidance, Ho & Salimans 2022; beyond the paper): each with probability
+        ``cond_drop``, drawn from (seed, step) apart from :meth:`draw`'s boxes."""
+        rng = np.random.default_rng([self.cfg.seed, step, 1])
+        return rng.random(self.cfg.batch_size) < self.cfg.cond_drop
+
     def batch(self, step: int, share: slice = slice(None)):
         """Training batch of global step ``step`` (its items ``share``, a data-parallel rank's
-        part): the sub-volumes and symmetries of :meth:`draw`."""
+        part): the sub-volumes and symmetries of :meth:`draw`, with :meth:`dropped` items'
+        condition replaced by :func:`models.lodi.null_condition`."""
         idx, sym = self.draw(step)
         x, c = zip(*[self.box(self.train[i], int(k)) for i, k in zip(idx[share], sym[share])])
-        return torch.stack(x), torch.stack(c)
+        x, c = torch.stack(x), torch.stack(c)
+        if self.cfg.cond_drop:
+            drop = torch.from_numpy(self.dropped(step)[share]).to(c.device).view(-1, *[1] * (c.ndim - 1))
+            c = torch.where(drop, null_condition(c), c)
+        return x, c
 
 
 def lr_at(step: int, cfg: LodiTrainConfig) -> float:
@@ -274,16 +287,16 @@ def train_lodi(
         grad_clip=cfg.grad_clip,
         progress=progress,
     )
-    # training on the true halos with uniformly drawn boxes keeps the key it had before
-    # `condition` and `box_weight_power` existed, so a long run started with an earlier version
-    # still resumes
+    # training on the true halos, with uniformly drawn boxes and no null condition, keeps the
+    # key it had before `condition`, `box_weight_power` and `cond_drop` existed, so a long run
+    # started with an earlier version still resumes
     on_true_halos = ("condition",) if cfg.condition == "true_halos" else ()
-    uniform_boxes = ("box_weight_power",) if not cfg.box_weight_power else ()
+    later_keys = tuple(k for k in ("box_weight_power", "cond_drop") if not getattr(cfg, k))
     resume_key = {
         "network": net_cfg.to_dict(),
         "vdm": vdm_cfg.to_dict(),
         "train": cfg.to_dict(
-            exclude=("iterations", "checkpoint_every", "validate_every", *LAUNCH_KEYS, *on_true_halos, *uniform_boxes)
+            exclude=("iterations", "checkpoint_every", "validate_every", *LAUNCH_KEYS, *on_true_halos, *later_keys)
         ),
         "data": training_data_key(grid_files),
     }
@@ -317,6 +330,7 @@ def train_lodi(
         "tb_transform": data.tb_transform.to_dict(),
         "halo_transform": data.halo_transform.to_dict(),
         "box": cfg.box,
+        "cond_drop": cfg.cond_drop,
         "best_val": final["best_val"],
         "steps": final["step"],
         "selection": {"high_mass": data.n_high, "low_mass": data.n_low},

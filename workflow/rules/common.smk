@@ -371,10 +371,12 @@ def generated_volumes(methods=None, sims=None, seeds=None):
 
 def generation_params():
     """The generation settings a stage, assembly or baseline job depends on (its params): not
-    the method list, the snapshots to bring or the halo source, which change no box."""
+    the method list, the snapshots to bring or the halo source, which change no box. Without
+    guidance the key is left out, so volumes made before it existed are not redone."""
     from lodi_core.generation.jobs import GenerationConfig
 
-    return GenerationConfig.from_config(config).to_dict()
+    cfg = GenerationConfig.from_config(config)
+    return cfg.to_dict(exclude=() if cfg.guidance else ("guidance",))
 
 
 def all_targets():
