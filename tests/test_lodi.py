@@ -103,7 +103,7 @@ def test_box_weight_power_draws_boxes_in_proportion_to_their_brightness(grid_fil
 
 def test_cond_drop_shows_the_null_condition_to_the_drawn_share(grid_file):
     settings = dict(box=8, candidate_stride=4, important_log_rho=10.0, batch_size=16)
-    plain = LodiData([grid_file], tiny(LodiTrainConfig, **settings))
+    plain = LodiData([grid_file], tiny(LodiTrainConfig, **settings, cond_drop=0.0))
     drop = LodiData([grid_file], tiny(LodiTrainConfig, **settings, cond_drop=0.25))
     shown_null = []
     for step in range(40):
@@ -149,7 +149,7 @@ def test_guidance_extrapolates_from_the_null_condition(lodi_model):
     path, _ = lodi_model
     plain = BoxSampler.load(path, "cpu", bf16=False)
     with pytest.raises(InputError, match="cond_drop"):
-        BoxSampler.load(path, "cpu", bf16=False, guidance=1.0)
+        BoxSampler(plain.model, {**plain.meta, "cond_drop": 0.0}, bf16=False, guidance=1.0)
     meta = {**plain.meta, "cond_drop": 0.1}
     guided = BoxSampler(plain.model, meta, bf16=False, guidance=1.5)
     unguided = BoxSampler(plain.model, meta, bf16=False, guidance=0.0)

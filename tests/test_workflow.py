@@ -20,9 +20,8 @@ from grid_data import tiny
 from workflow_helpers import CONFIG, REPO, dry_run, snakemake
 
 from lodi_core.data.transforms import LogTransform
-from lodi_core.generation.jobs import GenerationConfig, generate_volume, load_condition
+from lodi_core.generation.jobs import GenerationConfig, generate_volume, load_condition, load_sampler
 from lodi_core.io import load_checkpoint
-from lodi_core.models.lodi import BoxSampler
 from lodi_core.training.lodi import LodiTrainConfig
 
 pytestmark = pytest.mark.slow
@@ -77,7 +76,7 @@ def test_all_outputs_exist_with_units(workflow_results):
 def test_stage_jobs_give_exactly_the_in_process_volume(workflow_results):
     r = workflow_results
     cfg = tiny(GenerationConfig)  # the settings the workflow's jobs ran with
-    sampler = BoxSampler.load(r / "lodi/model.pt", "cpu", cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
+    sampler = load_sampler(r / "lodi/model.pt", cfg, "cpu")
     cond, _ = load_condition(sampler, r / "halogen/predicted/CV_1.h5")
     state = generate_volume(sampler, cond, 0, "CV_1", cfg)
     with h5py.File(r / "generated/CV_1/latent_overlap_seed0.h5") as f:
@@ -166,7 +165,7 @@ def test_a_killed_stage_is_redone_and_earlier_stages_are_not(workflow_results, t
     out = snakemake(r, target, configfiles=overlay)
     assert out.returncode == 0, out.stderr[-2000:]
     cfg = tiny(GenerationConfig, shards=1)
-    sampler = BoxSampler.load(r / "lodi/model.pt", "cpu", cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip)
+    sampler = load_sampler(r / "lodi/model.pt", cfg, "cpu")
     cond, _ = load_condition(sampler, r / "halogen/predicted/CV_1.h5")
     state = generate_volume(sampler, cond, seed, "CV_1", cfg)
     with h5py.File(target) as f:

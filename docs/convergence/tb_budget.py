@@ -9,8 +9,12 @@ A LODI model file in place of a volume is sampled first (latent overlap, sample 
 config's generation settings) on HALOgen's halos of the simulation, e.g. on a training one:
 
     python docs/convergence/tb_budget.py results CV_0 results/lodi/model.pt
+
+``--generation JSON`` (last) overrides generation settings for that sampling, e.g.
+'{"guidance": 1.0}'.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -25,8 +29,8 @@ from lodi_core.io import read_grids  # noqa: E402
 EDGES = (0.0, 1e10, 1e11, 1e12, 1e13, np.inf)
 
 
-def sample(model: Path, halos: Path, simulation: str) -> np.ndarray:
-    cfg = GenerationConfig.from_config(REPO / "config/config.yaml")
+def sample(model: Path, halos: Path, simulation: str, overrides: dict) -> np.ndarray:
+    cfg = GenerationConfig.from_config(REPO / "config/config.yaml", **overrides)
     sampler = load_sampler(model, cfg, "cpu")
     cond, _ = load_condition(sampler, halos)
     return sampler.to_tb(generate_volume(sampler, cond, 0, simulation, cfg).x0.float()).cpu().numpy()
@@ -37,7 +41,7 @@ def band_sums(field: np.ndarray, halos: np.ndarray) -> np.ndarray:
     return np.array([field[(halos >= lo) & (halos < hi)].sum() for lo, hi in zip(EDGES[:-1], EDGES[1:])])
 
 
-def main(results: str, simulation: str, volumes: list[str]) -> None:
+def main(results: str, simulation: str, volumes: list[str], overrides: dict) -> None:
     res = Path(results)
     grids = read_grids(res / f"grids/{simulation}.h5", ("tb", "halos"))[0]
     target, true_halos = grids["tb"].astype(np.float64), grids["halos"].sum(axis=0)
@@ -50,7 +54,7 @@ def main(results: str, simulation: str, volumes: list[str]) -> None:
     for v in volumes:
         path = Path(v)
         if path.suffix == ".pt":
-            generated = sample(path, predicted_path, simulation)
+            generated = sample(path, predicted_path, simulation, overrides)
         else:
             generated = read_grids(path, ("tb",))[0]["tb"]
         generated = generated.astype(np.float64)
@@ -61,4 +65,7 @@ def main(results: str, simulation: str, volumes: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3:])
+    args, overrides = sys.argv[3:], {}
+    if len(args) > 1 and args[-2] == "--generation":
+        overrides, args = json.loads(args[-1]), args[:-2]
+    main(sys.argv[1], sys.argv[2], args, overrides)
