@@ -4,7 +4,7 @@ Fig. 6 pair job does, and the same chain in one process (``python -m lodi_core g
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -293,7 +293,7 @@ def run_overlap_pair(
     halo mass) in fp32 and write the normalised latents of box B at ``n_steps`` + 1 reverse
     steps, with latent overlap and independently, and the final T_b (mK) of A and of both Bs."""
     overlap = cfg.overlap
-    sampler = BoxSampler.load(model_path, device, False, cfg.variance, cfg.channels_last, cfg.clip, cfg.guidance)
+    sampler = load_sampler(model_path, replace(cfg, bf16=False), device)
     cond, _ = load_condition(sampler, halos_path)
     halos, _ = read_grids(halos_path, ("halos",))
     box = int(sampler.meta["box"])
