@@ -90,13 +90,15 @@ def run_halogen_snapshot(
     _finish(content, work, state_out, model_out)
 
 
-def run_predict_halos(model_path, grid_path, out_path, inference: dict, device, calibration_grids=()) -> None:
+def run_predict_halos(
+    model_path, grid_path, out_path, inference: dict, device, calibration_grids=(), method: str = "mean"
+) -> None:
     """HALOgen snapshot -> halo channels of a held-out simulation (a grid file of ``halos``),
-    with the snapshot's mass calibration fitted on ``calibration_grids`` (the training
-    simulations) when there are any."""
+    with the snapshot's mass calibration (``method``) fitted on ``calibration_grids`` (the
+    training simulations) when there are any."""
     net, meta = load_halogen(model_path, device)
     if calibration_grids:
-        meta = calibrate_halogen(net, meta, calibration_grids, inference)
+        meta = calibrate_halogen(net, meta, calibration_grids, inference, method)
     data, attrs = read_grids(grid_path, ("dm",))
     rho = predict_halos(net, meta, data["dm"], **inference)
     write_grids(out_path, {"halos": rho}, {**attrs, "halogen_model": str(model_path)})

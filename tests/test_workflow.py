@@ -49,6 +49,8 @@ def test_all_outputs_exist_with_units(workflow_results):
     ):
         assert (r / f"figures/{name}.pdf").stat().st_size > 0 and (r / f"figures/{name}.png").stat().st_size > 0
     assert (r / "halogen/eval/CV_1_summary.csv").read_text().count("\n") == 5
+    # halogen.mass_calibration of tests/workflow_config.yaml reaches the calibrate_halogen job
+    assert load_checkpoint(r / "halogen/model_calibrated.pt")["mass_calibration_method"] == "quantile"
     for method in ("latent_overlap", "tiling", "averaging", "halo_model", "halo_model_true", "ldl"):
         with h5py.File(r / f"generated/CV_1/{method}_seed0.h5") as f:
             tb = f["tb"][...]
@@ -191,7 +193,7 @@ def test_bring_your_own_dark_matter_with_the_cli(workflow_results, tmp_path):
         "--dm-snapshot",
         str(snapshot),
         "--halogen",
-        str(r / "halogen/model_calibrated.pt"),  # with halogen.mass_calibration on, as README says
+        str(r / "halogen/model_calibrated.pt"),  # with a halogen.mass_calibration, as README says
         "--lodi",
         str(r / "lodi/model.pt"),
         "--out",

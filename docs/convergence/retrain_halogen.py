@@ -65,13 +65,14 @@ def main(results: str, out: str, overrides: dict) -> None:
     run_training("halogen", settings, [res / f"grids/{s}.h5" for s in sims], out / "halogen")
     model = out / "halogen/model.pt"
     inference = halogen["inference"]
-    calibration = [str(res / f"grids/{s}.h5") for s in sims] if halogen.get("mass_calibration") else []
+    method = halogen.get("mass_calibration", "none")
+    calibration = [str(res / f"grids/{s}.h5") for s in sims] if method != "none" else []
     floor = 10.0 ** inference["post_threshold"]
     for sim in dict.fromkeys(cfg["simulations"]["lodi_train"] + cfg["simulations"]["test"]):
         grids = res / f"grids/{sim}.h5"
         predicted = out / f"halogen/predicted/{sim}.h5"
         if not predicted.exists():
-            run_predict_halos(model, grids, predicted, inference, "cpu", calibration)
+            run_predict_halos(model, grids, predicted, inference, "cpu", calibration, method)
         if sim not in cfg["simulations"]["test"]:
             continue
         target = read_grids(grids, ("halos",))[0]["halos"]

@@ -68,16 +68,14 @@ def _log10_density(rho: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MassCalibration:
-    """Per halo channel, a non-decreasing map from HALOgen's rho_h to the mean true rho_h of
-    the voxels given that prediction on the training simulations (beyond the paper).
+    """Per halo channel, a non-decreasing map from HALOgen's rho_h to a true rho_h, fitted on
+    the training simulations (beyond the paper; :func:`fit_mass_calibration`).
 
     HALOgen regresses log rho_h (Eq. 5), so where a halo's position or mass channel is
     uncertain it predicts a mean of the logarithm, orders of magnitude below the mean density:
     the mass of the channel is lost, and the post-threshold then removes most of what is left.
-    E[rho_true | rho_pred] is the prediction whose total is the true total on average. It is
-    binned in log10 rho_pred, with bins that narrow towards the brightest predictions (where
-    the mass is), made monotone by isotonic regression and interpolated in log10 rho_pred
-    (constant beyond the end knots). ``log_pred[c]`` and ``rho[c]`` are channel c's knots."""
+    The map is tabulated at knots in log10 rho_pred and interpolated between them (constant
+    beyond the end knots); ``log_pred[c]`` and ``rho[c]`` are channel c's knots."""
 
     log_pred: tuple
     rho: tuple
@@ -101,17 +99,31 @@ class MassCalibration:
         return cls(tuple(tuple(x) for x in d["log_pred"]), tuple(tuple(y) for y in d["rho"]))
 
 
+CALIBRATION_METHODS = ("mean", "quantile")
+
+
 def fit_mass_calibration(
-    predicted: list[np.ndarray], target: list[np.ndarray], bins: int = 32, top_voxels: int = 20
+    predicted: list[np.ndarray], target: list[np.ndarray], method: str = "mean", bins: int = 32, top_voxels: int = 20
 ) -> MassCalibration:
     """:class:`MassCalibration` from HALOgen's (C, N, N, N) predictions of the training
-    simulations (uncalibrated, not thresholded) and their true halo channels. ``bins`` bins
-    of log10 rho_pred: the lower half of the voxels, then a tail whose voxel counts shrink
-    geometrically down to ``top_voxels`` in the brightest bin (empty bins dropped); the bins' mean true
-    rho, made non-decreasing by weighted isotonic regression (scipy), are the knots' values,
-    the bins' mean log10 rho_pred their positions."""
+    simulations (uncalibrated, not thresholded) and their true halo channels, per channel over
+    the pooled voxels. Both methods use the same ``bins`` levels of the voxels' rank: 0, the
+    median, then a tail whose voxel counts shrink geometrically down to ``top_voxels`` above
+    the last level.
+
+    - ``mean``: E[rho_true | rho_pred]. Bins of log10 rho_pred between those levels (empty
+      bins dropped); a knot is a bin's mean log10 rho_pred and mean true rho, made
+      non-decreasing by weighted isotonic regression (scipy). A prediction's expected mass is
+      the true one, so every channel keeps its total; but the mass lands spread over every
+      voxel of an uncertain prediction (little power at small scales).
+    - ``quantile``: the true rho of the same rank (quantile mapping). A knot is the
+      log10 rho_pred and the true rho at a level, so the calibrated channels have the true
+      one-point distribution (how many voxels hold how much mass, hence their small-scale
+      power), the brightest predictions taking the brightest true values."""
     if len(predicted) != len(target) or not predicted:
         raise ValueError("mass calibration needs one prediction per target, at least one")
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"mass calibration method {method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
     from scipy.optimize import isotonic_regression  # here: every predict_halos job would pay its import
 
     n_ch = target[0].shape[0]
@@ -120,7 +132,13 @@ def fit_mass_calibration(
         p = _log10_density(np.concatenate([np.asarray(a[c]).ravel() for a in predicted]))
         t = np.concatenate([np.asarray(a[c], np.float64).ravel() for a in target])
         tail = np.logspace(np.log10(0.5), np.log10(min(0.5, top_voxels / p.size)), bins - 1)
-        edges = np.unique(np.quantile(p, np.concatenate([[0.0], 1.0 - tail, [1.0]])))
+        levels = np.concatenate([[0.0], 1.0 - tail, [1.0]])
+        if method == "quantile":
+            x, first = np.unique(np.quantile(p, levels), return_index=True)
+            knots_x.append(tuple(x))
+            knots_y.append(tuple(np.quantile(t, levels)[first]))
+            continue
+        edges = np.unique(np.quantile(p, levels))
         idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(len(edges) - 2, 0))
         count = np.bincount(idx)
         used = count > 0
@@ -131,12 +149,13 @@ def fit_mass_calibration(
     return MassCalibration(tuple(knots_x), tuple(knots_y))
 
 
-def calibrate_halogen(model: HALOgen, meta: dict, grid_files: list, inference: dict) -> dict:
-    """The model file's content with the :class:`MassCalibration` fitted on the training
-    simulations' grid files (their ``dm`` and ``halos``), predicted as at inference (config
-    ``halogen.inference``, without calibration or post-threshold)."""
+def calibrate_halogen(model: HALOgen, meta: dict, grid_files: list, inference: dict, method: str = "mean") -> dict:
+    """The model file's content with the :class:`MassCalibration` (``method``, see
+    :func:`fit_mass_calibration`) fitted on the training simulations' grid files (their ``dm``
+    and ``halos``), predicted as at inference (config ``halogen.inference``, without
+    calibration or post-threshold)."""
     raw = {**inference, "post_threshold": None}
     grids = [read_grids(path, ("dm", "halos"))[0] for path in grid_files]
     predicted = [predict_halos(model, meta, g["dm"], **raw, calibrate=False).cpu().numpy() for g in grids]
-    calibration = fit_mass_calibration(predicted, [g["halos"] for g in grids])
-    return {**meta, "mass_calibration": calibration.to_dict()}
+    calibration = fit_mass_calibration(predicted, [g["halos"] for g in grids], method)
+    return {**meta, "mass_calibration": calibration.to_dict(), "mass_calibration_method": method}

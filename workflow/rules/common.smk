@@ -31,10 +31,17 @@ def grid_files(sims):
     return [grid_file(sim) for sim in sims]
 
 
+def halogen_calibration(halogen=None):
+    """The method of halogen.mass_calibration (of ``halogen``, default the config's section),
+    None for 'none'."""
+    method = (halogen or config["halogen"])["mass_calibration"]
+    return None if method == "none" else method
+
+
 def halogen_for_inference():
     """The HALOgen model file that predicts halos: the trained network, with its mass
-    calibration when halogen.mass_calibration is on."""
-    return HALOGEN_CALIBRATED if config["halogen"]["mass_calibration"] else HALOGEN_MODEL
+    calibration when halogen.mass_calibration is not 'none'."""
+    return HALOGEN_CALIBRATED if halogen_calibration() else HALOGEN_MODEL
 
 
 def predicted_halos_file(sim="{sim}"):
@@ -147,11 +154,11 @@ def check_config():
     problems = [p for p in problems if p]
     if problems:
         raise ValueError("invalid configuration:\n  - " + "\n  - ".join(problems))
-    if halo["mass_calibration"] and config["lodi"]["train"]["condition"] == "true_halos":
+    if halogen_calibration() == "mean" and config["lodi"]["train"]["condition"] == "true_halos":
         print(
-            "warning: halogen.mass_calibration with lodi.train.condition: true_halos: a LODI trained on the "
-            "compact true halos paints ~3x the T_b on the calibrated, spread-out halos (docs/convergence.md); "
-            "use condition: halogen, or mass_calibration: false as in config/paper.yaml",
+            "warning: halogen.mass_calibration: mean with lodi.train.condition: true_halos: a LODI trained on "
+            "the compact true halos paints ~3x the T_b on the calibrated, spread-out halos (docs/convergence.md); "
+            "use condition: halogen, or mass_calibration: none as in config/paper.yaml",
             file=sys.stderr,
         )
 

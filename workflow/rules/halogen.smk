@@ -32,9 +32,10 @@ rule train_halogen:
 
 
 rule calibrate_halogen:
-    """The trained HALOgen with its mass calibration (beyond the paper): E[rho_true | rho_pred]
-    per channel, fitted on the training simulations, so that the predicted channels keep the
-    halo mass that a regression in log rho_h loses."""
+    """The trained HALOgen with its mass calibration (beyond the paper): per channel, a map from
+    rho_pred to the true rho_h fitted on the training simulations (halogen.mass_calibration:
+    the mean at that prediction, or the value of the same rank), so that the predicted channels
+    keep the halo mass that a regression in log rho_h loses."""
     input:
         model=HALOGEN_MODEL,
         grids=grid_files(config["simulations"]["halogen_train"]),
@@ -52,6 +53,7 @@ rule calibrate_halogen:
         **cluster_resources(gpu=True),
     params:
         inference=config["halogen"]["inference"],
+        method=halogen_calibration(),
         device=config["device"],
     script:
         "../scripts/calibrate_halogen.py"

@@ -75,12 +75,12 @@ rule study_halogen_snapshot:
 
 rule study_predict_halos:
     """A HALOgen snapshot's halo channels of a held-out simulation (with its mass calibration,
-    fitted here on the training simulations, when halogen.mass_calibration is on)."""
+    fitted here on the training simulations, unless halogen.mass_calibration is 'none')."""
     input:
         model=halogen_snapshot("{epoch}"),
         grid=grid_file(),
         calibration_grids=lambda w: (
-            grid_files(config["simulations"]["halogen_train"]) if study_halogen_config()["mass_calibration"] else []
+            grid_files(config["simulations"]["halogen_train"]) if halogen_calibration(study_halogen_config()) else []
         ),
     output:
         f"{STUDY_DIR}/halogen/epoch{{epoch}}/{{sim}}_halos.h5",
@@ -94,6 +94,7 @@ rule study_predict_halos:
         **cluster_resources(gpu=True),
     params:
         inference=lambda w: study_halogen_config()["inference"],
+        method=lambda w: halogen_calibration(study_halogen_config()) or "none",
         device=config["device"],
     script:
         "../scripts/study_predict_halos.py"

@@ -8,7 +8,9 @@ from lodi_core.runtime import pick_device, run_script
 
 def main():
     model, meta = load_halogen(snakemake.input.model, pick_device(snakemake.params.device))
-    content = calibrate_halogen(model, meta, list(snakemake.input.grids), snakemake.params.inference)
+    content = calibrate_halogen(
+        model, meta, list(snakemake.input.grids), snakemake.params.inference, snakemake.params.method
+    )
     save_checkpoint(snakemake.output[0], content)
 
 

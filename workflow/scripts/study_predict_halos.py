@@ -7,7 +7,7 @@ from lodi_core.study import run_predict_halos
 def main():
     i, p = snakemake.input, snakemake.params
     run_predict_halos(
-        i.model, i.grid, snakemake.output[0], p.inference, pick_device(p.device), list(i.calibration_grids)
+        i.model, i.grid, snakemake.output[0], p.inference, pick_device(p.device), list(i.calibration_grids), p.method
     )
 
 
