@@ -347,6 +347,19 @@ def test_quantile_calibration_gives_the_true_one_point_distribution():
         fit_mass_calibration([pred], [true], "median")
 
 
+def test_calibration_methods_can_differ_per_channel():
+    """A list of methods, one per channel: each channel's knots are those of that method
+    alone; a list of the wrong length is refused."""
+    rng = np.random.default_rng(1)
+    pred = 10 ** rng.normal(8.0, 1.0, size=(2, 20, 20, 20))
+    true = np.where(rng.random(pred.shape) < 0.1, 10 ** rng.normal(9.5, 0.7, pred.shape), 0.0)
+    mixed = fit_mass_calibration([pred], [true], ["mean", "quantile"], bins=16)
+    mean, quantile = (fit_mass_calibration([pred], [true], m, bins=16) for m in ("mean", "quantile"))
+    assert mixed.log_pred == (mean.log_pred[0], quantile.log_pred[1]) and mixed.rho == (mean.rho[0], quantile.rho[1])
+    with pytest.raises(ValueError, match="expected one per channel"):
+        fit_mass_calibration([pred], [true], ["mean"])
+
+
 def test_predict_halos_applies_the_model_files_calibration(grid_file, tmp_path):
     """calibrate_halogen fits on the training box and stores the knots in the model file's
     content; predict_halos then maps through them (before the post-threshold) and, on the box

@@ -103,7 +103,11 @@ CALIBRATION_METHODS = ("mean", "quantile")
 
 
 def fit_mass_calibration(
-    predicted: list[np.ndarray], target: list[np.ndarray], method: str = "mean", bins: int = 32, top_voxels: int = 20
+    predicted: list[np.ndarray],
+    target: list[np.ndarray],
+    method: str | list = "mean",
+    bins: int = 32,
+    top_voxels: int = 20,
 ) -> MassCalibration:
     """:class:`MassCalibration` from HALOgen's (C, N, N, N) predictions of the training
     simulations (uncalibrated, not thresholded) and their true halo channels, per channel over
@@ -119,21 +123,27 @@ def fit_mass_calibration(
     - ``quantile``: the true rho of the same rank (quantile mapping). A knot is the
       log10 rho_pred and the true rho at a level, so the calibrated channels have the true
       one-point distribution (how many voxels hold how much mass, hence their small-scale
-      power), the brightest predictions taking the brightest true values."""
+      power), the brightest predictions taking the brightest true values.
+
+    ``method`` is one name for every channel or a list of one per channel."""
     if len(predicted) != len(target) or not predicted:
         raise ValueError("mass calibration needs one prediction per target, at least one")
-    if method not in CALIBRATION_METHODS:
-        raise ValueError(f"mass calibration method {method!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
+    n_ch = target[0].shape[0]
+    methods = [method] * n_ch if isinstance(method, str) else list(method)
+    if len(methods) != n_ch:
+        raise ValueError(f"mass calibration methods {methods}: expected one per channel ({n_ch})")
+    for m in methods:
+        if m not in CALIBRATION_METHODS:
+            raise ValueError(f"mass calibration method {m!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
     from scipy.optimize import isotonic_regression  # here: every predict_halos job would pay its import
 
-    n_ch = target[0].shape[0]
     knots_x, knots_y = [], []
     for c in range(n_ch):
         p = _log10_density(np.concatenate([np.asarray(a[c]).ravel() for a in predicted]))
         t = np.concatenate([np.asarray(a[c], np.float64).ravel() for a in target])
         tail = np.logspace(np.log10(0.5), np.log10(min(0.5, top_voxels / p.size)), bins - 1)
         levels = np.concatenate([[0.0], 1.0 - tail, [1.0]])
-        if method == "quantile":
+        if methods[c] == "quantile":
             x, first = np.unique(np.quantile(p, levels), return_index=True)
             knots_x.append(tuple(x))
             knots_y.append(tuple(np.quantile(t, levels)[first]))
@@ -149,7 +159,9 @@ def fit_mass_calibration(
     return MassCalibration(tuple(knots_x), tuple(knots_y))
 
 
-def calibrate_halogen(model: HALOgen, meta: dict, grid_files: list, inference: dict, method: str = "mean") -> dict:
+def calibrate_halogen(
+    model: HALOgen, meta: dict, grid_files: list, inference: dict, method: str | list = "mean"
+) -> dict:
     """The model file's content with the :class:`MassCalibration` (``method``, see
     :func:`fit_mass_calibration`) fitted on the training simulations' grid files (their ``dm``
     and ``halos``), predicted as at inference (config ``halogen.inference``, without

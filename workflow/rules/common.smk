@@ -32,8 +32,8 @@ def grid_files(sims):
 
 
 def halogen_calibration(halogen=None):
-    """The method of halogen.mass_calibration (of ``halogen``, default the config's section),
-    None for 'none'."""
+    """The method of halogen.mass_calibration (of ``halogen``, default the config's section):
+    a name or a list of one per channel, None for 'none'."""
     method = (halogen or config["halogen"])["mass_calibration"]
     return None if method == "none" else method
 
@@ -130,6 +130,11 @@ def check_config():
         problems.append(
             f"halogen.loss.beta has {len(halo['loss']['beta'])} entries, one per halo channel ({groups}) expected"
         )
+    if isinstance(halo["mass_calibration"], list) and len(halo["mass_calibration"]) != groups:
+        problems.append(
+            f"halogen.mass_calibration has {len(halo['mass_calibration'])} entries, one per halo channel "
+            f"({groups}) expected"
+        )
     lodi = config["lodi"]
     box = lodi["train"]["box"]
     ldown = 2 ** (len(lodi["network"]["channels"]) - 1)
@@ -154,7 +159,10 @@ def check_config():
     problems = [p for p in problems if p]
     if problems:
         raise ValueError("invalid configuration:\n  - " + "\n  - ".join(problems))
-    if halogen_calibration() == "mean" and config["lodi"]["train"]["condition"] == "true_halos":
+    calibration = halogen_calibration() or []
+    if "mean" in ([calibration] if isinstance(calibration, str) else calibration) and (
+        config["lodi"]["train"]["condition"] == "true_halos"
+    ):
         print(
             "warning: halogen.mass_calibration: mean with lodi.train.condition: true_halos: a LODI trained on "
             "the compact true halos paints ~3x the T_b on the calibrated, spread-out halos (docs/convergence.md); "
