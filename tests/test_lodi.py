@@ -164,6 +164,27 @@ def test_guidance_extrapolates_from_the_null_condition(lodi_model):
     assert torch.equal(unguided.predict_noise(z, i, cond), plain.predict_noise(z, i, cond))
 
 
+def test_guidance_interval_guides_only_the_noisy_steps(lodi_model):
+    """generation.guidance_logsnr_max L: step i is guided iff its log-SNR -gamma_i <= L (the
+    noisy end of the grid); the other steps are the conditional model's, one pass each."""
+    path, _ = lodi_model
+    plain = BoxSampler.load(path, "cpu", bf16=False)
+    meta = {**plain.meta, "cond_drop": 0.1}
+    logsnr = -plain.gammas
+    mid = plain.T // 2
+    limit = float(logsnr[mid] + logsnr[mid + 1]) / 2  # between two steps: no rounding decides
+    full = BoxSampler(plain.model, meta, bf16=False, guidance=1.5)
+    limited = BoxSampler(plain.model, meta, bf16=False, guidance=1.5, guidance_logsnr_max=limit)
+    assert [i for i in range(1, plain.T + 1) if limited.guided(i)] == list(range(mid + 1, plain.T + 1))
+    assert all(full.guided(i) for i in range(1, plain.T + 1))
+    cond = plain.condition(torch.rand(2, 4, 8, 8, 8) * 1e11)
+    z = torch.randn(2, 1, 8, 8, 8, generator=torch.Generator().manual_seed(0))
+    for i in (mid, mid + 1):
+        expected = full if i > mid else plain
+        assert torch.equal(limited.predict_noise(z, i, cond), expected.predict_noise(z, i, cond))
+    assert not torch.equal(full.predict_noise(z, mid, cond), plain.predict_noise(z, mid, cond))
+
+
 def test_lr_schedules():
     """Linear warm-up, then cosine to lr_min at the last iteration, or constant."""
     cosine = tiny(LodiTrainConfig, lr=1e-3, lr_min=1e-5, warmup=10, iterations=110, lr_schedule="cosine")

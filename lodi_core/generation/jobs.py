@@ -37,12 +37,15 @@ class GenerationConfig(ConfigSection):
     channels_last: bool  # channels-last-3d layout of the denoiser and its inputs
     clip: bool  # keep every step's x_hat within the training data's range (vdm.clip_prediction)
     guidance: float = 0.0  # classifier-free guidance weight (BoxSampler); 0: none (the paper)
+    guidance_logsnr_max: float | None = None  # guide only steps with log-SNR <= this (BoxSampler); None: all
 
 
 def load_sampler(model_path, cfg: GenerationConfig, device) -> BoxSampler:
     """A LODI model file's sampler with the generation settings: bf16, the reverse-step
-    variance, the memory layout, clipping and guidance."""
-    return BoxSampler.load(model_path, device, cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip, cfg.guidance)
+    variance, the memory layout, clipping and guidance (and its interval)."""
+    return BoxSampler.load(
+        model_path, device, cfg.bf16, cfg.variance, cfg.channels_last, cfg.clip, cfg.guidance, cfg.guidance_logsnr_max
+    )
 
 
 def load_condition(sampler: BoxSampler, halos_path) -> tuple[torch.Tensor, dict]:

@@ -54,7 +54,9 @@ class BoxSampler:
     spread of x given z_t stored in the model file (:meth:`vdm.VDM.x_variance`). ``clip``: the
     x_hat of every step is kept within the training data's range (:func:`vdm.clip_prediction`).
     ``guidance`` w > 0: classifier-free guidance (Ho & Salimans 2022, Eq. 6; beyond the paper),
-    eps_hat = (1 + w) eps(z, halos) - w eps(z, null), for a model trained with ``cond_drop``."""
+    eps_hat = (1 + w) eps(z, halos) - w eps(z, null), for a model trained with ``cond_drop``;
+    ``guidance_logsnr_max``: guide only the steps whose log-SNR (= -gamma_t) is at most this,
+    the noisy ones (guidance in a limited interval, Kynkaanniemi et al. 2024), None: every step."""
 
     def __init__(
         self,
@@ -65,6 +67,7 @@ class BoxSampler:
         channels_last: bool = False,
         clip: bool = False,
         guidance: float = 0.0,
+        guidance_logsnr_max: float | None = None,
     ):
         self.format = memory_format(channels_last)
         self.model = model.to(memory_format=self.format)
@@ -103,24 +106,39 @@ class BoxSampler:
                 "retrain it with cond_drop > 0 or use generation.guidance: 0",
             )
         self.guidance = float(guidance)
+        self.guidance_logsnr_max = None if guidance_logsnr_max is None else float(guidance_logsnr_max)
 
     @classmethod
     def load(
-        cls, path, device="cpu", bf16=True, variance="posterior", channels_last=False, clip=False, guidance=0.0
+        cls,
+        path,
+        device="cpu",
+        bf16=True,
+        variance="posterior",
+        channels_last=False,
+        clip=False,
+        guidance=0.0,
+        guidance_logsnr_max=None,
     ) -> BoxSampler:
         model, meta = load_lodi(path, device)
-        return cls(model, meta, bf16, variance, channels_last, clip, guidance)
+        return cls(model, meta, bf16, variance, channels_last, clip, guidance, guidance_logsnr_max)
+
+    def guided(self, i: int) -> bool:
+        """Whether step i (t_i = i/T) is guided: w > 0 and its log-SNR -gamma_i within the interval."""
+        if not self.guidance:
+            return False
+        return self.guidance_logsnr_max is None or -float(self.gammas[i]) <= self.guidance_logsnr_max
 
     def condition(self, halos: torch.Tensor) -> torch.Tensor:
         return self.halo_transform.forward(halos.to(self.device, torch.float32), channel_dim=1)
 
     @torch.no_grad()
     def predict_noise(self, z: torch.Tensor, i: int, cond: torch.Tensor) -> torch.Tensor:
-        """eps_hat at step i (t_i = i/T) of the sampling grid (guided: one pass over the boxes
-        with their halos and with the null condition)."""
+        """eps_hat at step i (t_i = i/T) of the sampling grid (a guided step: one pass over the
+        boxes with their halos and with the null condition)."""
         with autocast(self.device, self.bf16):
             z_in, cond = z.contiguous(memory_format=self.format), cond.contiguous(memory_format=self.format)
-            if self.guidance:
+            if self.guided(i):
                 both = self.model.predict_noise(
                     torch.cat([z_in, z_in]), self.gammas[i], torch.cat([cond, null_condition(cond)])
                 )

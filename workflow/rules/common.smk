@@ -387,11 +387,15 @@ def generated_volumes(methods=None, sims=None, seeds=None):
 def generation_params():
     """The generation settings a stage, assembly or baseline job depends on (its params): not
     the method list, the snapshots to bring or the halo source, which change no box. Without
-    guidance the key is left out, so volumes made before it existed are not redone."""
+    guidance, or its interval, the key is left out, so volumes made before it existed are
+    not redone."""
     from lodi_core.generation.jobs import GenerationConfig
 
     cfg = GenerationConfig.from_config(config)
-    return cfg.to_dict(exclude=() if cfg.guidance else ("guidance",))
+    unset = [] if cfg.guidance else ["guidance", "guidance_logsnr_max"]
+    if cfg.guidance_logsnr_max is None:
+        unset.append("guidance_logsnr_max")
+    return cfg.to_dict(exclude=unset)
 
 
 def all_targets():
