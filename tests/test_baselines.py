@@ -11,9 +11,10 @@ import torch
 from grid_data import tiny
 
 from lodi_core.analysis.metrics import metrics_table
+from lodi_core.data.camels import read_particles
 from lodi_core.data.synthetic.writer import write_snapshot
 from lodi_core.generation import baselines as paint
-from lodi_core.io import read_grids, write_grids
+from lodi_core.io import InputError, read_grids, write_grids
 from lodi_core.models import halo_model as hm
 from lodi_core.models import ldl
 from lodi_core.physics.cosmology import Cosmology
@@ -155,7 +156,7 @@ def write_tiny_simulation(tmp_path, name: str, seed: int, n_side=16, n=16, box=6
     pos = clustered_particles(n_side, box, seed)
     snap = write_snapshot(
         tmp_path / f"{name}_dm.hdf5",
-        {1: {"Coordinates": pos}},
+        {1: {"Coordinates": pos, "ParticleIDs": np.arange(len(pos), dtype=np.uint64) + 1}},  # lattice order
         box_size=box,
         redshift=0.0,
         cosmology=COSMO,
@@ -211,6 +212,66 @@ def test_ldl_training_lowers_the_loss_and_keeps_its_checkpoint(tmp_path):
     again = fit.train_ldl(snaps, grids, cfg, tmp_path / "ck.pt", tmp_path / "hist2.csv", progress=False)
     for k, v in content["model"].items():
         assert torch.equal(v, again["model"][k]), k
+
+
+def test_lattice_stride_keeps_the_lagrangian_sub_lattice_whatever_the_file_order(tmp_path):
+    """baselines.ldl.particle_stride s: the particles whose initial-lattice indices (from IDs
+    min + (i n + j) n + k) are all multiples of s, in any storage order; IDs that number no
+    lattice are refused, naming the file and the field."""
+    n, box = 8, 4.0
+    q = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    pos = ((q + 0.25) * (box / n)).astype(np.float32)  # particle i, j, k sits in cell i, j, k
+    ids = np.arange(n**3, dtype=np.uint64) + 1
+    order = np.random.default_rng(3).permutation(n**3)  # stored shuffled, as DM-only CAMELS files
+    path = write_snapshot(
+        tmp_path / "dm.hdf5",
+        {1: {"Coordinates": pos[order], "ParticleIDs": ids[order]}},
+        box_size=box,
+        redshift=0.0,
+        cosmology=COSMO,
+        mass_table=[0, 1e9, 0, 0, 0, 0],
+        coordinate_dtype=np.float32,
+    )
+    assert read_particles(path, box).shape == (n**3, 3)
+    for s in (2, 4):
+        sub = read_particles(path, box, lattice_stride=s)
+        cells = np.floor(sub / (box / n)).astype(int)
+        assert len(sub) == (n // s) ** 3 and (cells % s == 0).all()
+        assert len({tuple(c) for c in cells}) == (n // s) ** 3
+    with pytest.raises(InputError, match="divisible by the stride 3"):
+        read_particles(path, box, lattice_stride=3)
+    gaps = ids.copy()
+    gaps[5] = 10**6  # not consecutive: no lattice
+    bad = write_snapshot(
+        tmp_path / "gaps.hdf5",
+        {1: {"Coordinates": pos, "ParticleIDs": gaps}},
+        box_size=box,
+        redshift=0.0,
+        cosmology=COSMO,
+        mass_table=[0, 1e9, 0, 0, 0, 0],
+        coordinate_dtype=np.float32,
+    )
+    with pytest.raises(InputError, match="gaps.hdf5.*PartType1/ParticleIDs"):
+        read_particles(bad, box, lattice_stride=2)
+
+
+def test_ldl_trained_on_a_sub_lattice_paints_on_the_same_sub_lattice(tmp_path):
+    """The model file records particle_stride and the volume job reads the particles with it."""
+    teacher = teacher_model()
+    snap, grid = write_tiny_simulation(tmp_path, "S0", seed=0, teacher=teacher)
+    cfg = tiny(ldl.LDLConfig, layers=1, steps=2, lr=0.05, checkpoint_every=2, particle_stride=2)
+    content = fit.train_ldl([snap], [grid], cfg, tmp_path / "ck.pt", tmp_path / "hist.csv", progress=False)
+    assert content["config"]["particle_stride"] == 2
+    from lodi_core.io import save_checkpoint
+
+    save_checkpoint(tmp_path / "ldl.pt", content)
+    paint.run_ldl_volume(tmp_path / "ldl.pt", snap, grid, tmp_path / "v.h5", 0, "S0")
+    model, _ = ldl.load_ldl(tmp_path / "ldl.pt")
+    sub = torch.from_numpy(read_particles(snap, 6.0, lattice_stride=2))
+    assert len(sub) == 8**3
+    np.testing.assert_array_equal(
+        read_grids(tmp_path / "v.h5", ("tb",))[0]["tb"], ldl.apply_ldl(model, sub, 6.0, 16).numpy()
+    )
 
 
 # ----------------------------------------------------------------------------- volumes and metrics

@@ -318,7 +318,41 @@ def read_box_size(path) -> float:
         return float(_header(f, path)["BoxSize"]) / 1000.0
 
 
-def read_particles(snapshot_path, box_size: float, redshift: float | None = None) -> np.ndarray:
-    """DM particle positions (N, 3) in Mpc/h (float32) of a snapshot (PartType1)."""
-    data, _ = read_snapshot(snapshot_path, 1, ["Coordinates"], box_size, redshift)
-    return np.asarray(data["Coordinates"], dtype=np.float32)
+def read_particles(
+    snapshot_path, box_size: float, redshift: float | None = None, lattice_stride: int = 1
+) -> np.ndarray:
+    """DM particle positions (N, 3) in Mpc/h (float32) of a snapshot (PartType1).
+
+    ``lattice_stride`` s > 1 keeps the Lagrangian sub-lattice of every s-th particle along each
+    axis, N / s^3 particles of s^3 times the mass: ``ParticleIDs`` must number an n^3 initial
+    lattice (``min + (i n + j) n + k``, as N-GenIC / 2LPTic and the synthetic generator
+    write them; any axis order selects the same sub-lattice) with n divisible by s."""
+    if lattice_stride == 1:
+        data, _ = read_snapshot(snapshot_path, 1, ["Coordinates"], box_size, redshift)
+        return np.asarray(data["Coordinates"], dtype=np.float32)
+    data, _ = read_snapshot(snapshot_path, 1, ["Coordinates", "ParticleIDs"], box_size, redshift)
+    keep = lattice_subset(data["ParticleIDs"], lattice_stride, snapshot_path)
+    return np.asarray(data["Coordinates"][keep], dtype=np.float32)
+
+
+def lattice_subset(ids: np.ndarray, stride: int, path) -> np.ndarray:
+    """Mask of the particles on every ``stride``-th point of the initial lattice along each
+    axis, from IDs that number an n^3 lattice (see :func:`read_particles`)."""
+    if stride < 1:
+        raise ValueError(f"lattice stride must be >= 1, got {stride}")
+    n_part = len(ids)
+    n = round(n_part ** (1 / 3))
+    field = "PartType1/ParticleIDs"
+    if n**3 != n_part or n % stride:
+        raise InputError(
+            path, f"'{field}': {n_part} particles are not an n^3 lattice with n divisible by the stride {stride}"
+        )
+    index = ids.astype(np.int64) - int(ids.min())
+    if int(index.max()) != n_part - 1 or np.bincount(index, minlength=n_part).max() != 1:
+        raise InputError(
+            path,
+            f"'{field}' are not the consecutive numbers of an initial lattice (min + 0 .. n^3 - 1 once each), "
+            f"so the sub-lattice of stride {stride} cannot be chosen; use a stride of 1",
+        )
+    i, j, k = index // (n * n), (index // n) % n, index % n
+    return (i % stride == 0) & (j % stride == 0) & (k % stride == 0)

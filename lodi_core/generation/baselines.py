@@ -48,12 +48,15 @@ def run_halo_model_volume(model_path, halos_path, out_path, method: str, seed: i
 
 def run_ldl_volume(model_path, snapshot_path, grid_path, out_path, seed: int, simulation: str) -> None:
     """One Snakemake job: paint a held-out simulation's DM-only particles with the trained
-    model (``grid_path`` gives the box and the grid attributes) and write the volume."""
-    model, _ = load_ldl(model_path)
+    model (``grid_path`` gives the box and the grid attributes; the particles' sub-lattice
+    of the training's ``particle_stride``) and write the volume."""
+    model, state = load_ldl(model_path)
     _, attrs = read_grids(grid_path, ())
     box, n = float(attrs["box_size"]), int(attrs["n_grid"])
+    stride = int(state["config"].get("particle_stride", 1))
+    positions = read_particles(snapshot_path, box, attrs.get("redshift"), stride)
     try:
-        tb = apply_ldl(model, torch.from_numpy(read_particles(snapshot_path, box, attrs.get("redshift"))), box, n)
+        tb = apply_ldl(model, torch.from_numpy(positions), box, n)
     except ValueError as err:
         raise InputError(grid_path, str(err)) from err
     write_tb_volume(out_path, tb, baseline_attrs(attrs, "ldl", seed, simulation, model_path, dm_snapshot=snapshot_path))

@@ -32,6 +32,7 @@ class LDLConfig(ConfigSection):
     loss_power: float
     fourier_n: float
     checkpoint_every: int
+    particle_stride: int = 1  # the Lagrangian sub-lattice of every s-th particle per axis (read_particles)
 
 
 def _fd_gradient_kernels(n: int, box_size: float, dtype=torch.float32) -> list[torch.Tensor]:

@@ -49,9 +49,9 @@ def train_ldl(
     expect: dict | None = None,
     progress: bool = True,
 ) -> dict:
-    """Fit the LDL parameters on the training simulations (particles -> their T_b grid),
-    one simulation per step in turn; resumes from ``checkpoint_path``. Returns the model
-    file's content (kind 'ldl')."""
+    """Fit the LDL parameters on the training simulations (particles, or their sub-lattice of
+    ``cfg.particle_stride``, -> their T_b grid), one simulation per step in turn; resumes from
+    ``checkpoint_path``. Returns the model file's content (kind 'ldl')."""
     if len(snapshots) != len(grid_paths):
         raise ValueError(f"{len(snapshots)} snapshots for {len(grid_paths)} grid files")
     samples, attrs = [], {}
@@ -60,7 +60,7 @@ def train_ldl(
         tb = torch.from_numpy(data["tb"]).float()
         box = float(attrs["box_size"])
         n = int(attrs["n_grid"])
-        positions = torch.from_numpy(read_particles(snap, box, attrs.get("redshift")))
+        positions = torch.from_numpy(read_particles(snap, box, attrs.get("redshift"), cfg.particle_stride))
         samples.append(LDLSample(positions, Stencil.at(positions * (n / box), n), tb, None))
     n, box = int(attrs["n_grid"]), float(attrs["box_size"])
     radius = float(attrs.get("smoothing_radius", 0.0)) if cfg.smoothing else 0.0
