@@ -22,9 +22,7 @@ rule synthetic_simulation:
         snap=r"\d{3}",
     conda:
         "../../envs/lodi.yaml"
-    # mostly single-threaded NumPy/SciPy (CIC, FoF): on 2 cores two simulations side by side at
-    # one thread each take 16 s apiece, one at a time at two threads 21 s
-    threads: 1
+    threads: 1  # mostly single-threaded (profiles/default sizes every rule's threads)
     resources:
         **cluster_resources(gpu=False),
     params:
