@@ -51,6 +51,8 @@ def test_all_outputs_exist_with_units(workflow_results):
     assert (r / "halogen/eval/CV_1_summary.csv").read_text().count("\n") == 5
     # halogen.mass_calibration of tests/workflow_config.yaml reaches the calibrate_halogen job
     assert load_checkpoint(r / "halogen/model_calibrated.pt")["mass_calibration_method"] == "quantile"
+    # and baselines.ldl.particle_stride the LDL fit (24^3 of the 48^3 particles)
+    assert load_checkpoint(r / "baselines/ldl/model.pt")["config"]["particle_stride"] == 2
     for method in ("latent_overlap", "tiling", "averaging", "halo_model", "halo_model_true", "ldl"):
         with h5py.File(r / f"generated/CV_1/{method}_seed0.h5") as f:
             tb = f["tb"][...]
