@@ -392,8 +392,8 @@ def generation_params():
     from lodi_core.generation.jobs import GenerationConfig
 
     cfg = GenerationConfig.from_config(config)
-    unset = [] if cfg.guidance else ["guidance", "guidance_logsnr_max"]
-    if cfg.guidance_logsnr_max is None:
+    unset = [] if cfg.guidance else ["guidance"]
+    if not cfg.guidance or cfg.guidance_logsnr_max is None:
         unset.append("guidance_logsnr_max")
     return cfg.to_dict(exclude=unset)
 
