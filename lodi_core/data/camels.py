@@ -327,12 +327,12 @@ def read_particles(
     axis, N / s^3 particles of s^3 times the mass: ``ParticleIDs`` must number an n^3 initial
     lattice (``min + (i n + j) n + k``, as N-GenIC / 2LPTic and the synthetic generator
     write them; any axis order selects the same sub-lattice) with n divisible by s."""
-    if lattice_stride == 1:
-        data, _ = read_snapshot(snapshot_path, 1, ["Coordinates"], box_size, redshift)
-        return np.asarray(data["Coordinates"], dtype=np.float32)
-    data, _ = read_snapshot(snapshot_path, 1, ["Coordinates", "ParticleIDs"], box_size, redshift)
-    keep = lattice_subset(data["ParticleIDs"], lattice_stride, snapshot_path)
-    return np.asarray(data["Coordinates"][keep], dtype=np.float32)
+    fields = ["Coordinates", "ParticleIDs"] if lattice_stride != 1 else ["Coordinates"]
+    data, _ = read_snapshot(snapshot_path, 1, fields, box_size, redshift)
+    positions = data["Coordinates"]
+    if lattice_stride != 1:
+        positions = positions[lattice_subset(data["ParticleIDs"], lattice_stride, snapshot_path)]
+    return np.asarray(positions, dtype=np.float32)
 
 
 def lattice_subset(ids: np.ndarray, stride: int, path) -> np.ndarray:

@@ -102,6 +102,18 @@ class MassCalibration:
 CALIBRATION_METHODS = ("mean", "quantile")
 
 
+def calibration_methods(method: str | list, n_channels: int) -> list[str]:
+    """One calibration method per channel from ``halogen.mass_calibration`` (one name for
+    every channel or a list of one per channel), checked."""
+    methods = [method] * n_channels if isinstance(method, str) else list(method)
+    if len(methods) != n_channels:
+        raise ValueError(f"mass calibration methods {methods}: expected one per channel ({n_channels})")
+    for m in methods:
+        if m not in CALIBRATION_METHODS:
+            raise ValueError(f"mass calibration method {m!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
+    return methods
+
+
 def fit_mass_calibration(
     predicted: list[np.ndarray],
     target: list[np.ndarray],
@@ -129,12 +141,7 @@ def fit_mass_calibration(
     if len(predicted) != len(target) or not predicted:
         raise ValueError("mass calibration needs one prediction per target, at least one")
     n_ch = target[0].shape[0]
-    methods = [method] * n_ch if isinstance(method, str) else list(method)
-    if len(methods) != n_ch:
-        raise ValueError(f"mass calibration methods {methods}: expected one per channel ({n_ch})")
-    for m in methods:
-        if m not in CALIBRATION_METHODS:
-            raise ValueError(f"mass calibration method {m!r}: expected one of {', '.join(CALIBRATION_METHODS)}")
+    methods = calibration_methods(method, n_ch)
     from scipy.optimize import isotonic_regression  # here: every predict_halos job would pay its import
 
     knots_x, knots_y = [], []

@@ -130,11 +130,14 @@ def check_config():
         problems.append(
             f"halogen.loss.beta has {len(halo['loss']['beta'])} entries, one per halo channel ({groups}) expected"
         )
-    if isinstance(halo["mass_calibration"], list) and len(halo["mass_calibration"]) != groups:
-        problems.append(
-            f"halogen.mass_calibration has {len(halo['mass_calibration'])} entries, one per halo channel "
-            f"({groups}) expected"
-        )
+    from lodi_core.generation.halos import calibration_methods
+
+    methods, calibration = [], halogen_calibration()
+    if calibration:
+        try:
+            methods = calibration_methods(calibration, groups)
+        except ValueError as err:
+            problems.append(f"halogen.mass_calibration: {err}")
     lodi = config["lodi"]
     box = lodi["train"]["box"]
     ldown = 2 ** (len(lodi["network"]["channels"]) - 1)
@@ -159,10 +162,7 @@ def check_config():
     problems = [p for p in problems if p]
     if problems:
         raise ValueError("invalid configuration:\n  - " + "\n  - ".join(problems))
-    calibration = halogen_calibration() or []
-    if "mean" in ([calibration] if isinstance(calibration, str) else calibration) and (
-        config["lodi"]["train"]["condition"] == "true_halos"
-    ):
+    if "mean" in methods and config["lodi"]["train"]["condition"] == "true_halos":
         print(
             "warning: halogen.mass_calibration: mean with lodi.train.condition: true_halos: a LODI trained on "
             "the compact true halos paints ~3x the T_b on the calibrated, spread-out halos (docs/convergence.md); "
