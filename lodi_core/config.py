@@ -6,7 +6,8 @@ setting, ``config/config.yaml`` the embedded CPU default, and
 ``workflow/schemas/config.schema.yaml`` documents and checks each key. The dataclasses have no
 defaults of their own, so a value can never differ silently between a dataclass and a file;
 the exceptions are keys added later with the schema's default (``lodi.train.condition``,
-``lodi.train.box_weight_power``, ``lodi.train.cond_drop``, ``generation.guidance``,
+``lodi.train.box_weight_power``, ``lodi.train.cond_drop``, ``lodi.train.background_fraction``,
+``generation.guidance``,
 ``halogen.network.head_norm`` and the launch keys ``gpus``,
 ``nodes``, ``collective_timeout_s``), so older configs still load.
 """

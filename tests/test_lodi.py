@@ -21,8 +21,9 @@ def test_selection_keeps_what_the_rule_says():
     peaks = [(3, 3, 3), (10, 20, 30), (16, 16, 16), (25, 8, 12), (30, 30, 1), (12, 12, 12)]
     for i, p in enumerate(peaks):
         halos[i % 2][p] = 2e10  # low-mass halos in channels 1-2
-    cfg = tiny(LodiTrainConfig, box=b, candidate_stride=4, important_log_rho=10.0, low_mass_fraction=0.5)
-    high, low = select_subvolumes(halos, cfg, np.random.default_rng(0))
+    settings = dict(box=b, candidate_stride=4, important_log_rho=10.0, low_mass_fraction=0.5)
+    cfg = tiny(LodiTrainConfig, **settings)
+    high, low, background = select_subvolumes(halos, cfg, np.random.default_rng(0))
     # (a) exactly the lattice boxes holding log10 rho >= 10 in channels 3-4
     axis = list(range(0, n - b + 1, 4))
     expected = [
@@ -40,6 +41,15 @@ def test_selection_keeps_what_the_rule_says():
         assert origin in centred
         p = centred[origin]
         assert all(o <= c < o + b for o, c in zip(origin, p))
+    # (c) none at the paper's setting; a share of the lattice boxes (a) left out, beyond it
+    assert background == []
+    rest = {(i, j, k) for i in axis for j in axis for k in axis} - set(high)
+    for fraction in (0.25, 1.0):
+        more = tiny(LodiTrainConfig, **settings, background_fraction=fraction)
+        high2, low2, background = select_subvolumes(halos, more, np.random.default_rng(0))
+        assert (high2, low2) == (high, low)  # the paper's boxes are not changed by the extra draw
+        assert len(background) == round(fraction * len(rest)) and len(set(background)) == len(background)
+        assert set(background) <= rest
 
 
 def test_training_writes_curves_and_the_normalisation(lodi_model, tmp_path):

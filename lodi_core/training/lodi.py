@@ -57,6 +57,7 @@ class LodiTrainConfig(ConfigSection):
     channels_last: bool  # channels-last-3d layout of the network and its inputs
     condition: str = "true_halos"  # "true_halos" (the paper) or "halogen": HALOgen's halos of the training sims
     box_weight_power: float = 0.0  # boxes drawn with probability ~ (their summed T_b)^p; 0: uniformly (the paper)
+    background_fraction: float = 0.0  # share of the halo-free lattice boxes also drawn; 0: none (the paper)
     cond_drop: float = 0.0  # classifier-free guidance: chance a box is shown the null condition; 0: never (the paper)
     gpus: int = 1  # training processes per node (one per GPU); the rule's launcher starts them
     nodes: int = 1
@@ -69,12 +70,14 @@ def _local_maxima(field: torch.Tensor) -> torch.Tensor:
     return field == F.max_pool3d(padded, 3, stride=1)[0, 0]
 
 
-def select_subvolumes(halos: np.ndarray, cfg: LodiTrainConfig, rng: np.random.Generator) -> tuple[list, list]:
+def select_subvolumes(halos: np.ndarray, cfg: LodiTrainConfig, rng: np.random.Generator) -> tuple[list, list, list]:
     """Sec. 2.3.2 halo-biased selection on one simulation's halo channels (C, N, N, N):
     (a) candidate boxes on a ``candidate_stride`` lattice that contain log10 rho_h >=
     ``important_log_rho`` in a high-mass channel; (b) ``low_mass_fraction`` of the boxes
-    centred on the halos (local maxima >= the same level) of the low-mass channels.
-    Returns the two lists of box origins (boxes lie inside the volume)."""
+    centred on the halos (local maxima >= the same level) of the low-mass channels; beyond the
+    paper, (c) ``background_fraction`` of the lattice boxes that (a) leaves out, drawn at
+    random, so that training also sees the regions between massive halos that generation paints.
+    Returns the three lists of box origins (boxes lie inside the volume; (c) is empty at 0)."""
     h = torch.as_tensor(halos)
     n, b = h.shape[-1], cfg.box
     level = 10.0**cfg.important_log_rho
@@ -82,9 +85,8 @@ def select_subvolumes(halos: np.ndarray, cfg: LodiTrainConfig, rng: np.random.Ge
     axis = list(range(0, n - b + 1, cfg.candidate_stride))
     if axis[-1] != n - b:
         axis.append(n - b)
-    high = [
-        (i, j, k) for i in axis for j in axis for k in axis if bool(important[i : i + b, j : j + b, k : k + b].any())
-    ]
+    lattice = [(i, j, k) for i in axis for j in axis for k in axis]
+    high = [o for o in lattice if bool(important[o[0] : o[0] + b, o[1] : o[1] + b, o[2] : o[2] + b].any())]
     centres = []
     for c in cfg.low_mass_channels:
         peaks = _local_maxima(h[c - 1]) & (h[c - 1] >= level)
@@ -93,7 +95,15 @@ def select_subvolumes(halos: np.ndarray, cfg: LodiTrainConfig, rng: np.random.Ge
     n_keep = int(round(cfg.low_mass_fraction * len(centres)))
     keep = sorted(rng.choice(len(centres), size=n_keep, replace=False).tolist()) if centres else []
     low = [tuple(int(min(max(p - b // 2, 0), n - b)) for p in centres[i]) for i in keep]
-    return high, low
+    rest = sorted(set(lattice) - set(high))
+    n_background = int(round(cfg.background_fraction * len(rest)))
+    # drawn only when asked for, so the paper's selection takes the same random numbers as before
+    background = (
+        [rest[i] for i in sorted(rng.choice(len(rest), size=n_background, replace=False).tolist())]
+        if n_background
+        else []
+    )
+    return high, low, background
 
 
 class LodiData:
@@ -123,12 +133,13 @@ class LodiData:
         self.tb_transform = LogTransform.fit(tbs, tb_floor)
         self.halo_transform = LogTransform.fit(condition, cfg.halo_floor, channel_axis=0)
         rng = np.random.default_rng(cfg.seed)
-        samples, self.n_high, self.n_low = [], 0, 0
+        samples, self.n_high, self.n_low, self.n_background = [], 0, 0, 0
         for s, h in enumerate(halos):
-            high, low = select_subvolumes(h, cfg, rng)
+            high, low, background = select_subvolumes(h, cfg, rng)
             self.n_high += len(high)
             self.n_low += len(low)
-            samples += [(s, o) for o in high + low]
+            self.n_background += len(background)
+            samples += [(s, o) for o in high + low + background]
         if len(samples) < 2:
             raise InputError(
                 grid_files[0],
@@ -150,9 +161,11 @@ class LodiData:
             w = np.maximum(content, 1e-30) ** cfg.box_weight_power
             self.train_p = w / w.sum()
         log.info(
-            "LODI data: %d high-mass + %d low-mass-centred sub-volumes of %d^3 -> %d train, %d validation",
+            "LODI data: %d high-mass + %d low-mass-centred + %d background sub-volumes of %d^3 "
+            "-> %d train, %d validation",
             self.n_high,
             self.n_low,
+            self.n_background,
             cfg.box,
             len(self.train),
             len(self.val),
@@ -288,10 +301,10 @@ def train_lodi(
         progress=progress,
     )
     # training on the true halos, with uniformly drawn boxes and no null condition, keeps the
-    # key it had before `condition`, `box_weight_power` and `cond_drop` existed, so a long run
-    # started with an earlier version still resumes
+    # key it had before `condition`, `box_weight_power`, `cond_drop` and `background_fraction`
+    # existed, so a long run started with an earlier version still resumes
     on_true_halos = ("condition",) if cfg.condition == "true_halos" else ()
-    later_keys = tuple(k for k in ("box_weight_power", "cond_drop") if not getattr(cfg, k))
+    later_keys = tuple(k for k in ("box_weight_power", "cond_drop", "background_fraction") if not getattr(cfg, k))
     resume_key = {
         "network": net_cfg.to_dict(),
         "vdm": vdm_cfg.to_dict(),
@@ -333,7 +346,7 @@ def train_lodi(
         "cond_drop": cfg.cond_drop,
         "best_val": final["best_val"],
         "steps": final["step"],
-        "selection": {"high_mass": data.n_high, "low_mass": data.n_low},
+        "selection": {"high_mass": data.n_high, "low_mass": data.n_low, "background": data.n_background},
         "x_variance": x_var.tolist(),
         "x_range": [min(float(x.min()) for x in data.x), max(float(x.max()) for x in data.x)],
         "time_s": final["history"][-1]["time_s"] if final["history"] else 0.0,
