@@ -22,7 +22,7 @@ def test_selection_keeps_what_the_rule_says():
     for i, p in enumerate(peaks):
         halos[i % 2][p] = 2e10  # low-mass halos in channels 1-2
     settings = dict(box=b, candidate_stride=4, important_log_rho=10.0, low_mass_fraction=0.5)
-    cfg = tiny(LodiTrainConfig, **settings)
+    cfg = tiny(LodiTrainConfig, **settings, background_fraction=0.0)
     high, low, background = select_subvolumes(halos, cfg, np.random.default_rng(0))
     # (a) exactly the lattice boxes holding log10 rho >= 10 in channels 3-4
     axis = list(range(0, n - b + 1, 4))

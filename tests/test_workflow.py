@@ -54,6 +54,8 @@ def test_all_outputs_exist_with_units(workflow_results):
     assert list(method) == ["mean", "mean", "quantile", "quantile"]
     # and baselines.ldl.particle_stride the LDL fit (24^3 of the 48^3 particles)
     assert load_checkpoint(r / "baselines/ldl/model.pt")["config"]["particle_stride"] == 2
+    # and lodi.train.background_fraction LODI's training boxes (half the lattice boxes without a heavy halo)
+    assert load_checkpoint(r / "lodi/model.pt")["selection"]["background"] > 0
     for method in ("latent_overlap", "tiling", "averaging", "halo_model", "halo_model_true", "ldl"):
         with h5py.File(r / f"generated/CV_1/{method}_seed0.h5") as f:
             tb = f["tb"][...]
