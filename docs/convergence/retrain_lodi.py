@@ -6,7 +6,9 @@ and 1) as the study does. It made the retraining rows of docs/default_spread.csv
     python docs/convergence/retrain_lodi.py results out/cosine_s0 0 '{"lr_schedule": "cosine"}'
 
 A fifth argument overrides generation settings for the scoring (e.g. '{"guidance": 1.0}'); its
-scores are written beside the others with the overrides in their name.
+scores are written beside the others with the overrides in their name. With '{"condition":
+"true_halos"}' among the training overrides, LODI is trained and scored on the simulations' own
+halos (the paper's setting) instead of HALOgen's.
 
 It runs the train_lodi rule's command (`python -m lodi_core train lodi`, config/config.yaml's
 settings) and lodi_core.study.score_lodi (all eight stages in one process: the volume the
@@ -60,17 +62,19 @@ def main(results: str, out: str, seed: int, overrides: dict, sampling: dict) -> 
     train = {**overrides, "seed": seed}
     settings = training_settings(cfg, "lodi", {"network": lodi["network"], "vdm": lodi["vdm"]}, train)
     sims = cfg["simulations"]["lodi_train"]
-    halos = ["--halos", *[str(res / f"halogen/predicted/{s}.h5") for s in sims]]
+    condition = train.get("condition", lodi["train"]["condition"])
+    halos = [] if condition == "true_halos" else ["--halos", *[str(res / f"halogen/predicted/{s}.h5") for s in sims]]
+    test_halos = res / ("grids/CV_2.h5" if condition == "true_halos" else "halogen/predicted/CV_2.h5")
     run_training("lodi", settings, [res / f"grids/{s}.h5" for s in sims], out, halos)
     generation = GenerationConfig.from_config(cfg, **sampling).to_dict()
     variant = overrides.get("lr_schedule", lodi["train"]["lr_schedule"])
-    labels = {"variant": variant, "condition": "halogen", "train_seed": seed, **sampling}
+    labels = {"variant": variant, "condition": condition, "train_seed": seed, **sampling}
     tag = "".join(f"_{k}{v}" for k, v in sampling.items())
     for sample_seed in (0, 1):
         csv = out / f"score_seed{sample_seed}{tag}.csv"
         if not csv.exists():
             score_lodi(
-                out / "model.pt", res / "halogen/predicted/CV_2.h5", res / "grids/CV_2.h5", csv, generation,
+                out / "model.pt", test_halos, res / "grids/CV_2.h5", csv, generation,
                 sample_seed, "CV_2", "cpu", labels,
             )  # fmt: skip
         print(pd.read_csv(csv).to_string())
