@@ -29,13 +29,13 @@ METRICS = [
 def settings(spread: pd.DataFrame) -> pd.DataFrame:
     """The rows of the comparison, labelled by (background_fraction, guidance): the paper's
     selection on the main job's data (training 0: the main job, 1: a retraining, 2-4: with
-    the key at 0), then every retraining with the key."""
+    the key at 0), then every retraining with the key (at the default's guidance interval, log-SNR <= 0)."""
     paper = spread[
         (spread.commit == "39a5cc5")
         & (spread.lodi_train_overrides == '{"cond_drop": 0.1}')
         & (spread.run.str.startswith("clean clone, main job") | spread.run.str.startswith("LODI retrained"))
     ]
-    new = spread[spread.commit == "999179a"]
+    new = spread[(spread.commit == "999179a") & (spread.guidance_logsnr_max == 0)]
     rows = pd.concat([paper, new])
     f = rows.lodi_train_overrides.map(lambda s: json.loads(s).get("background_fraction", 0.0))
     return rows.assign(setting=[f"f = {a:g}, w = {w:g}" for a, w in zip(f, rows.guidance)], f=f)
