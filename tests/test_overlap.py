@@ -81,6 +81,10 @@ def test_impossible_grids_are_refused_with_a_clear_message():
 def test_tiling_origins():
     assert len(tiling_origins(256, 32)) == 512
     assert tiling_origins(20, 8) == [(x, y, z) for x in (0, 8, 12) for y in (0, 8, 12) for z in (0, 8, 12)]
+    # with a step: LODI's candidate lattice (a box every 5 voxels, the last pushed to the end)
+    assert tiling_origins(20, 8, 5) == [
+        (x, y, z) for x in (0, 5, 10, 12) for y in (0, 5, 10, 12) for z in (0, 5, 10, 12)
+    ]
 
 
 @pytest.fixture

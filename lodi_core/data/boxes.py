@@ -88,9 +88,10 @@ def box_index_arrays(origin, box: int, n_voxels: int, device=None):
     return torch.meshgrid(*[torch.arange(o, o + box, device=device) % n_voxels for o in origin], indexing="ij")
 
 
-def tiling_origins(n_voxels: int, box: int) -> list[tuple]:
-    """Non-overlapping boxes (the last one pushed to the end when box does not divide N)."""
-    axis = list(range(0, n_voxels - box + 1, box))
+def tiling_origins(n_voxels: int, box: int, step: int | None = None) -> list[tuple]:
+    """Non-overlapping boxes (the last one pushed to the end when box does not divide N), or,
+    with ``step``, boxes every ``step`` voxels (LODI's candidate lattice), the last likewise."""
+    axis = list(range(0, n_voxels - box + 1, step or box))
     if axis[-1] != n_voxels - box:
         axis.append(n_voxels - box)
     return [(x, y, z) for x in axis for y in axis for z in axis]

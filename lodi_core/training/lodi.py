@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from ..config import ConfigSection
 from ..data.augment import CUBE_SYMMETRIES, apply_symmetry
+from ..data.boxes import tiling_origins
 from ..data.transforms import LogTransform
 from ..io import InputError, read_grids, read_training_grids, training_data_key
 from ..models.lodi import build_vdm, null_condition
@@ -82,10 +83,7 @@ def select_subvolumes(halos: np.ndarray, cfg: LodiTrainConfig, rng: np.random.Ge
     n, b = h.shape[-1], cfg.box
     level = 10.0**cfg.important_log_rho
     important = (h[[c - 1 for c in cfg.high_mass_channels]] >= level).any(dim=0)
-    axis = list(range(0, n - b + 1, cfg.candidate_stride))
-    if axis[-1] != n - b:
-        axis.append(n - b)
-    lattice = [(i, j, k) for i in axis for j in axis for k in axis]
+    lattice = tiling_origins(n, b, cfg.candidate_stride)
     high = [o for o in lattice if bool(important[o[0] : o[0] + b, o[1] : o[1] + b, o[2] : o[2] + b].any())]
     centres = []
     for c in cfg.low_mass_channels:
