@@ -18,7 +18,7 @@ from grid_data import make_grid_file, tiny
 
 from lodi_core.analysis import metrics
 from lodi_core.analysis.halogen_eval import evaluate_halos
-from lodi_core.analysis.metrics import box_axis_origins, power_residual, summarise, volume_metrics
+from lodi_core.analysis.metrics import box_axis_origins, power_residual, spread_skill, summarise, volume_metrics
 from lodi_core.analysis.posterior import posterior_stats
 from lodi_core.analysis.seams import seam_metric
 from lodi_core.figures import builders, from_files, style
@@ -254,6 +254,33 @@ def test_posterior_stats_match_numpy():
     assert np.isnan(one["std"]).all() and np.isnan(one["z"]).all()
 
 
+@pytest.mark.parametrize("spread", [1.0, 0.3])
+def test_spread_skill_matches_the_gaussian_closed_forms(spread):
+    """White Gaussian toy: target t = m + e_t, samples s_i = m + a e_i (m, e of variances M, v
+    around a mean of 100). Closed forms per k: r(s, t) = M / sqrt((M + a^2 v)(M + v)),
+    r(s_i, s_j) = M / (M + a^2 v), r(mean of N, t) = M / sqrt((M + a^2 v / N)(M + v)), and the
+    conditional mean's r = sqrt(M / (M + v)) whatever a. Calibrated (a = 1): r_between =
+    r_target; over-confident (a = 0.3): r_between > r_target."""
+    rng = np.random.default_rng(7)
+    n, big_m, v, count = 32, 1.0, 1.0, 4
+    m = rng.normal(0, np.sqrt(big_m), (n,) * 3)
+    target = 100 + m + rng.normal(0, np.sqrt(v), (n,) * 3)
+    samples = [100 + m + spread * rng.normal(0, np.sqrt(v), (n,) * 3) for _ in range(count)]
+    table = spread_skill(samples, target, BOX_SIZE)
+    many = table[table["n_modes"] >= 200]
+    avg = {c: float(np.average(many[c], weights=many["n_modes"])) for c in table.columns[2:]}
+    sv = spread**2 * v
+    assert avg["r_target"] == pytest.approx(big_m / np.sqrt((big_m + sv) * (big_m + v)), abs=0.02)
+    assert avg["r_between"] == pytest.approx(big_m / (big_m + sv), abs=0.02)
+    assert avg["r_mean"] == pytest.approx(big_m / np.sqrt((big_m + sv / count) * (big_m + v)), abs=0.02)
+    assert avg["r_conditional"] == pytest.approx(np.sqrt(big_m / (big_m + v)), abs=0.02)
+    if spread < 1:
+        assert avg["r_between"] > avg["r_target"] + 0.2
+    one = spread_skill(samples[:1], target, BOX_SIZE)
+    assert one["r_between"].isna().all() and one["r_conditional"].isna().all()
+    assert np.allclose(one["r_target"], one["r_mean"])
+
+
 def test_mean_std_and_pdf():
     t = pd.DataFrame({"k": [1.0, 2.0], "residual": [0.1, -0.2]})
     u = pd.DataFrame({"k": [1.0, 2.0], "residual": [0.3, 0.0]})
@@ -281,6 +308,17 @@ def test_metrics_tables(run, tmp_path):
         summary.sort_values(["simulation", "method"])["mean_tb_ratio_mean"],
         summarise(table).sort_values(["simulation", "method"])["mean_tb_ratio_mean"],
     )
+    # the spread against the skill, from the two seeds of each method
+    row = summary.set_index(["simulation", "method"]).loc[("sim_a", "latent_overlap")]
+    target = read_grids(run["grids"]["sim_a"], ("tb",))[0]["tb"]
+    spread = spread_skill([read_grids(p, ("tb",))[0]["tb"] for p in latent(run)], target, BOX_SIZE)
+    nearest = spread.iloc[int(np.argmin(np.abs(spread["k"] - 5.0)))]
+    assert row["r_between_k5"] == pytest.approx(nearest["r_between"])
+    assert row["r_conditional_k5"] == pytest.approx(nearest["r_conditional"])
+    # the seeds scatter around the target, which is their conditional mean here: r_conditional
+    # is 1 and the seeds agree with each other less than with it (r_between = r_target^2)
+    assert row["r_conditional_k5"] == pytest.approx(1.0, abs=0.01)
+    assert row["r_between_k5"] == pytest.approx(row["r_k5_mean"] ** 2, abs=0.01)
 
 
 # ----------------------------------------------------------------------------- workflow

@@ -1,13 +1,16 @@
 """Metrics of generated T_b volumes against the simulation (Sec. 3.2 and beyond the paper):
-P(k) residuals of T_b/<T_b> (Eqs. 15-16), r(k), a one-point PDF distance and seams."""
+P(k) residuals of T_b/<T_b> (Eqs. 15-16), r(k), a one-point PDF distance, seams, and the
+spread of the seeds against their skill."""
 
 from __future__ import annotations
+
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
 
 from ..data.boxes import box_origins, tiling_origins
-from ..io import read_grids, write_csv
+from ..io import read_grids, read_hdf5, write_csv
 from ..physics.spectra import cross_correlation, cross_power_spectrum
 from .seams import seam_excess_power, seam_metric
 
@@ -53,6 +56,49 @@ def value_at(table: pd.DataFrame, column: str, k: float) -> float:
     if k > table["k"].max() * 1.05 or k < table["k"].min() * 0.95:
         return float("nan")
     return float(table[column].iloc[int(np.argmin(np.abs(table["k"].to_numpy() - k)))])
+
+
+def spread_skill(samples, target, box_size: float) -> pd.DataFrame:
+    """Per k bin, the realisations s_i of one condition (seeds) against the target t (each
+    T_b/<T_b>, Eq. 15; beyond the paper):
+
+    - ``r_target``: the mean over i of r(s_i, t), what the metrics report per seed;
+    - ``r_between``: the mean of r(s_i, s_j) over the pairs i < j;
+    - ``r_mean``: r(mean_i s_i, t);
+    - ``r_conditional``: <P(s_i, t)> / sqrt(<P(s_i, s_j)> P(t, t)), the correlation of the
+      model's conditional mean with t (``r_mean``'s limit for many realisations): the number to
+      set beside a deterministic prediction such as ``halo_model_true``.
+
+    Were t one more draw of the law the samples come from, P(s_i, s_j) and P(s_i, t) would both
+    estimate the power of the conditional mean, so ``r_between`` = ``r_target`` in expectation
+    (and ``r_target`` = ``r_conditional``^2). ``r_between`` above ``r_target``: the samples agree
+    with each other more than with t, an error of the conditional mean that the spread over
+    seeds does not show (over-confident); below: under-confident. With a single realisation
+    ``r_between`` and ``r_conditional`` are NaN."""
+    fields = [normalised(s) for s in samples]
+    if not fields:
+        raise ValueError("spread_skill: no realisations")
+    t = normalised(target)
+    k, p_st, p_ss, p_tt, n_modes = zip(*[cross_power_spectrum(f, t, box_size) for f in fields])
+    k, n_modes, p_tt = k[0], n_modes[0], p_tt[0]
+    r_target = np.mean([cross_correlation(a, b, p_tt) for a, b in zip(p_st, p_ss)], axis=0)
+    r_between = r_conditional = np.full_like(k, np.nan)
+    pairs = list(combinations(range(len(fields)), 2))
+    if pairs:
+        p_pairs = [cross_power_spectrum(fields[i], fields[j], box_size)[1] for i, j in pairs]
+        r_between = np.mean([cross_correlation(p, p_ss[i], p_ss[j]) for p, (i, j) in zip(p_pairs, pairs)], axis=0)
+        r_conditional = cross_correlation(np.mean(p_st, axis=0), np.mean(p_pairs, axis=0), p_tt)
+    _, p_mt, p_mm, _, _ = cross_power_spectrum(np.mean(fields, axis=0), t, box_size)
+    return pd.DataFrame(
+        {
+            "k": k,
+            "n_modes": n_modes,
+            "r_target": r_target,
+            "r_between": r_between,
+            "r_mean": cross_correlation(p_mt, p_mm, p_tt),
+            "r_conditional": r_conditional,
+        }
+    )
 
 
 def pdf_distance(
@@ -142,9 +188,29 @@ def metrics_table(grid_paths: dict, volume_paths) -> pd.DataFrame:
     return table.sort_values(["simulation", "method", "seed"]).reset_index(drop=True) if len(table) else table
 
 
+def spread_summary(grid_paths: dict, volume_paths) -> pd.DataFrame:
+    """One row per simulation and method with two or more seeds: :func:`spread_skill`'s
+    ``r_between`` and ``r_conditional`` at the wavenumbers of the ``r_k`` columns."""
+    groups: dict[tuple, list] = {}
+    for p in volume_paths:
+        attrs = read_hdf5(p, [], what="generated volume")[1]
+        groups.setdefault((str(attrs["simulation"]), str(attrs["method"])), []).append(p)
+    columns = ["simulation", "method"] + [f"{c}_k{k:g}" for c in ("r_between", "r_conditional") for k in K_R]
+    rows = []
+    for (sim, method), paths in sorted(groups.items()):
+        if len(paths) < 2:
+            continue
+        target, attrs = read_grids(grid_paths[sim], ("tb",))
+        table = spread_skill((read_grids(p, ("tb",))[0]["tb"] for p in paths), target["tb"], float(attrs["box_size"]))
+        rows.append([sim, method] + [value_at(table, c, k) for c in ("r_between", "r_conditional") for k in K_R])
+    return pd.DataFrame(rows, columns=columns)
+
+
 def write_metrics(grid_paths: dict, volume_paths, metrics_csv, summary_csv) -> None:
     """results/metrics.csv (one row per volume) and metrics_summary.csv (mean and std over
-    seeds per simulation and method)."""
+    seeds per simulation and method, and the spread against the skill where there are two
+    seeds or more: :func:`spread_summary`)."""
     table = metrics_table(grid_paths, volume_paths)
     write_csv(table, metrics_csv)
-    write_csv(summarise(table), summary_csv)
+    summary = summarise(table).merge(spread_summary(grid_paths, volume_paths), on=["simulation", "method"], how="left")
+    write_csv(summary, summary_csv)

@@ -421,16 +421,17 @@ def tb_pdf_figure(centres, target_pdf, pdfs: dict[str, list[np.ndarray]], floor:
     save_figure(fig, *paths)
 
 
-def posterior_figure(target, stats: dict, box_size: float, title: str, *paths) -> None:
+def posterior_figure(target, stats: dict, spread: pd.DataFrame, box_size: float, title: str, *paths) -> None:
     """Maps over the seeds (latent overlap): target, posterior mean, standard deviation and
-    z = (target - mean)/std (slabs), and the histogram of z over all voxels against N(0, 1)."""
+    z = (target - mean)/std (slabs), the histogram of z over all voxels against N(0, 1), and
+    the spread against the skill per k (``spread``: :func:`analysis.metrics.spread_skill`)."""
     n = target.shape[0]
     depth = slab_depth(box_size, n)
     ext = (0, box_size, 0, box_size)
     floor = TB_FLOOR_FRACTION * float(np.mean(target))
     t_map, m_map = (log_tb(slab_map(f, depth), floor) for f in (target, stats["mean"]))
     s_map, z_map = slab_map(stats["std"], depth), slab_map(stats["z"], depth)
-    fig, axes = plt.subplots(1, 5, figsize=(24, 4.6), layout="constrained")
+    fig, axes = plt.subplots(1, 6, figsize=(29, 4.6), layout="constrained")
     lim = percentile_limits(t_map)
     show(fig, axes[0], t_map, ext, "inferno", *lim, "target", "log10 T_b [mK]")
     show(fig, axes[1], m_map, ext, "inferno", *lim, "posterior mean", "log10 T_b [mK]")
@@ -460,6 +461,23 @@ def posterior_figure(target, stats: dict, box_size: float, title: str, *paths) -
     ax.set_xlabel("z per voxel")
     ax.set_title("calibration of the spread over seeds", fontsize=9)
     ax.legend(fontsize=7)
+    ax = axes[5]
+    curves = [
+        ("r_target", "k", "-", "seed with target (mean)"),
+        ("r_between", "C3", "--", "seed with seed (calibrated: = the line above)"),
+        ("r_mean", "C0", "-", f"mean of {stats['count']} seed(s) with target"),
+        ("r_conditional", "C2", ":", "conditional mean with target (many seeds)"),
+    ]
+    for column, colour, style, label in curves:
+        if spread[column].notna().any():
+            ax.plot(spread["k"], spread[column], color=colour, ls=style, label=label)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.05, 1.05)
+    ax.axhline(0, color="k", lw=0.4, ls=":")
+    ax.set_xlabel("k [h/Mpc]")
+    ax.set_ylabel("r(k)")
+    ax.set_title("spread against skill: seed-seed above seed-target = over-confident", fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
     fig.suptitle(f"{title}: posterior over {stats['count']} seed(s), slab of {depth} cells")
     save_figure(fig, *paths)
 

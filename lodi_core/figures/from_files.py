@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..analysis.metrics import power_residual
+from ..analysis.metrics import power_residual, spread_skill
 from ..analysis.posterior import posterior_stats
 from ..data.transforms import LogTransform
 from ..io import load_checkpoint, read_grids, read_hdf5
@@ -164,7 +164,8 @@ def plot_posterior(grid_path, volume_paths, title, *paths) -> None:
     """Posterior maps over the seeds of one method (latent overlap) from files."""
     target, attrs = read_tb(grid_path)
     stats = posterior_stats((read_tb(p)[0] for p in volume_paths), target)
-    posterior_figure(target, stats, float(attrs["box_size"]), title, *paths)
+    spread = spread_skill((read_tb(p)[0] for p in volume_paths), target, float(attrs["box_size"]))
+    posterior_figure(target, stats, spread, float(attrs["box_size"]), title, *paths)
 
 
 def plot_baselines(grid_path, volume_paths, title, *paths) -> None:
