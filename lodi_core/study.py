@@ -23,7 +23,7 @@ import pandas as pd
 from .analysis.halogen_eval import evaluate_halos
 from .analysis.metrics import value_at, volume_metrics
 from .generation.halos import calibrate_halogen, predict_halos
-from .generation.jobs import GenerationConfig, generate_volume, load_condition, load_sampler
+from .generation.jobs import GenerationConfig, generate_tb, load_condition, load_sampler
 from .io import load_checkpoint, read_grids, save_checkpoint, write_csv, write_grids
 from .models.halogen import HalogenConfig, LossConfig, load_halogen
 from .models.unet import DenoiserConfig
@@ -144,8 +144,7 @@ def score_lodi(
     sampler = load_sampler(model_path, cfg, device)
     cond, _ = load_condition(sampler, halos_path)
     t0 = time.perf_counter()
-    x0 = generate_volume(sampler, cond, seed, simulation, cfg).x0
-    tb = sampler.to_tb(x0.float()).cpu().numpy()
+    tb = generate_tb(sampler, cond, seed, simulation, cfg)
     generation_s = time.perf_counter() - t0
     target, attrs = read_grids(grid_path, ("tb",))
     vattrs = {

@@ -22,7 +22,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from lodi_core.generation.jobs import GenerationConfig, generate_volume, load_condition, load_sampler  # noqa: E402
+from lodi_core.generation.jobs import GenerationConfig, generate_tb, load_condition, load_sampler  # noqa: E402
 from lodi_core.io import read_grids  # noqa: E402
 
 #: bands of the summed halo channels, Msun (Mpc/h)^-3
@@ -33,7 +33,7 @@ def sample(model: Path, halos: Path, simulation: str, overrides: dict) -> np.nda
     cfg = GenerationConfig.from_config(REPO / "config/config.yaml", **overrides)
     sampler = load_sampler(model, cfg, "cpu")
     cond, _ = load_condition(sampler, halos)
-    return sampler.to_tb(generate_volume(sampler, cond, 0, simulation, cfg).x0.float()).cpu().numpy()
+    return generate_tb(sampler, cond, 0, simulation, cfg)
 
 
 def band_sums(field: np.ndarray, halos: np.ndarray) -> np.ndarray:

@@ -270,6 +270,13 @@ def generate_volume(
     return state
 
 
+def generate_tb(
+    sampler: BoxSampler, cond: torch.Tensor, seed: int, simulation: str, cfg: GenerationConfig
+) -> np.ndarray:
+    """T_b (mK) of the volume :func:`generate_volume` makes (latent overlap, all 8 stages)."""
+    return sampler.to_tb(generate_volume(sampler, cond, seed, simulation, cfg).x0.float()).cpu().numpy()
+
+
 def pick_pair_origin(halos, box: int, overlap: int, axis: int = 0) -> tuple:
     """Origin of box A for Fig. 6: the pair (A and its neighbour along ``axis``) holding
     the most halo mass, on a grid of half-box steps."""
