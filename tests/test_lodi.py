@@ -5,7 +5,8 @@ import pytest
 import torch
 from grid_data import TINY_NET, tiny, train_tiny_lodi
 
-from lodi_core.io import InputError, write_grids
+from lodi_core.io import InputError, save_checkpoint, write_grids
+from lodi_core.models.halo_model import fit_coefficients, with_halo_model_channel
 from lodi_core.models.lodi import BoxSampler, box_noise, null_condition
 from lodi_core.models.vdm import VDMConfig, alpha, sigma
 from lodi_core.training.lodi import LodiData, LodiTrainConfig, lr_at, select_subvolumes, train_lodi
@@ -264,3 +265,35 @@ def test_training_on_halogen_halos_conditions_on_them_and_selects_on_the_true_on
             torch.device("cpu"),
             halo_files=[pred_file],
         )
+
+
+def test_halo_model_channel_is_the_same_weighted_sum_in_training_and_generation(grid_file, tmp_path):
+    """lodi.train.halo_model_channel: one channel more, sum_c w_c rho_c with w the halo model's
+    coefficients fit on the grid's own halos over their largest; the sampler builds the same
+    normalised condition from the four channels as training did."""
+    import h5py
+
+    h = torch.arange(16, dtype=torch.float64).reshape(2, 2, 2, 2)
+    out = with_halo_model_channel(h, [1.0, 0.5], 0)
+    assert out.shape == (3, 2, 2, 2) and torch.equal(out[:2], h)
+    assert out[2, 1, 0, 1].item() == 5.0 + 0.5 * 13.0
+    assert torch.equal(with_halo_model_channel(h[None], [1.0, 0.5], 1)[0], out)
+    with pytest.raises(ValueError, match="3 halo-model weights"):
+        with_halo_model_channel(h, [1.0, 1.0, 1.0], 0)
+
+    with h5py.File(grid_file) as f:
+        true, tb = f["halos"][...], f["tb"][...]
+    f_c, _ = fit_coefficients([true], [tb])
+    run = dict(batch_size=2, iterations=2, checkpoint_every=2, validate_every=2, val_boxes=2)
+    content = train_tiny_lodi(grid_file, tmp_path / "c.pt", tmp_path / "h.csv", **run, halo_model_channel=True)
+    assert content["network"]["cond_channels"] == TINY_NET.cond_channels + 1
+    np.testing.assert_allclose(content["halo_model_weights"], f_c / f_c.max())
+    assert len(content["halo_transform"]["mean"]) == 5
+    settings = dict(box=8, candidate_stride=4, important_log_rho=11.0, halo_model_channel=True)
+    data = LodiData([grid_file], tiny(LodiTrainConfig, **settings))
+    save_checkpoint(tmp_path / "lodi.pt", content)
+    sampler = BoxSampler.load(tmp_path / "lodi.pt", "cpu", bf16=False)
+    torch.testing.assert_close(sampler.condition(torch.from_numpy(true)[None])[0], data.cond[0])
+    cond = sampler.condition(torch.from_numpy(true[:, :8, :8, :8])[None])
+    x = sampler.sample(cond, box_noise([torch.Generator().manual_seed(0)], (1, 8, 8, 8), "cpu"))
+    assert x.shape == (1, 1, 8, 8, 8) and torch.isfinite(x).all()

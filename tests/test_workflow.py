@@ -22,6 +22,7 @@ from workflow_helpers import CONFIG, REPO, dry_run, snakemake
 from lodi_core.data.transforms import LogTransform
 from lodi_core.generation.jobs import GenerationConfig, generate_volume, load_condition, load_sampler
 from lodi_core.io import load_checkpoint
+from lodi_core.models.halo_model import with_halo_model_channel
 from lodi_core.training.lodi import LodiTrainConfig
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,10 @@ def test_all_outputs_exist_with_units(workflow_results):
     # and baselines.ldl.particle_stride the LDL fit (24^3 of the 48^3 particles)
     assert load_checkpoint(r / "baselines/ldl/model.pt")["config"]["particle_stride"] == 2
     # and lodi.train.background_fraction LODI's training boxes (half the lattice boxes without a heavy halo)
-    assert load_checkpoint(r / "lodi/model.pt")["selection"]["background"] > 0
+    lodi = load_checkpoint(r / "lodi/model.pt")
+    assert lodi["selection"]["background"] > 0
+    # and lodi.train.halo_model_channel its condition: the halo model's channel after the four
+    assert lodi["network"]["cond_channels"] == 5 and len(lodi["halo_model_weights"]) == 4
     for method in ("latent_overlap", "tiling", "averaging", "halo_model", "halo_model_true", "ldl"):
         with h5py.File(r / f"generated/CV_1/{method}_seed0.h5") as f:
             tb = f["tb"][...]
@@ -263,7 +267,9 @@ def test_lodi_learns_from_halogen_halos_when_configured(workflow_results, tmp_pa
         predicted = f["halos"][...]
     model = load_checkpoint(target, kind="lodi")
     floor = tiny(LodiTrainConfig).halo_floor
-    assert model["halo_transform"]["mean"] == pytest.approx(LogTransform.fit([predicted], floor, 0).mean)
+    # the test config adds the halo model's channel, painted on HALOgen's halos too
+    condition = with_halo_model_channel(torch.from_numpy(predicted), model["halo_model_weights"], 0).numpy()
+    assert model["halo_transform"]["mean"] == pytest.approx(LogTransform.fit([condition], floor, 0).mean)
 
 
 def test_the_report_builds(workflow_results, tmp_path):

@@ -81,6 +81,20 @@ def paint_halo_channels(halos, coefficients) -> torch.Tensor:
     return torch.einsum("c,cxyz->xyz", f, h)
 
 
+def with_halo_model_channel(halos: torch.Tensor, weights, channel_dim: int) -> torch.Tensor:
+    """``halos`` with one channel more: sum_c w_c rho_h^(c), the halo model's T_b
+    (:func:`paint_halo_channels`) over its largest coefficient (w = f / max f), a mass density in
+    Msun (Mpc/h)^-3 like the channels it sums. LODI's extra condition (``lodi.train.
+    halo_model_channel``; beyond the paper): the log of this sum, which a log-normalised input
+    of each channel does not give the network directly."""
+    w = torch.as_tensor(np.asarray(weights, dtype=np.float64), dtype=halos.dtype, device=halos.device)
+    if halos.shape[channel_dim] != w.numel():
+        raise ValueError(f"halos of shape {tuple(halos.shape)} do not match {w.numel()} halo-model weights")
+    shape = [1] * halos.ndim
+    shape[channel_dim] = -1
+    return torch.cat([halos, (halos * w.view(shape)).sum(dim=channel_dim, keepdim=True)], dim=channel_dim)
+
+
 def fit_coefficients(halos_list, tb_list) -> tuple[np.ndarray, float]:
     """Non-negative least squares for f_c in tb ~ sum_c f_c halos_c over every voxel of
     every training grid; returns f (mK per Msun (Mpc/h)^-3) and the fraction of the T_b

@@ -10,6 +10,7 @@ import torch
 from ..data.transforms import LogTransform
 from ..io import InputError, load_checkpoint, load_weights
 from ..runtime import autocast, memory_format
+from .halo_model import with_halo_model_channel
 from .unet import Denoiser, DenoiserConfig
 from .vdm import VDM, VDMConfig, clip_prediction, sample_loop
 
@@ -48,8 +49,9 @@ class BoxSampler:
     """Sampling API for generation: the trained VDM plus its normalisations.
 
     ``condition(halos)`` normalises physical halo channels (B, 4, b, b, b) in
-    Msun (Mpc/h)^-3; ``sample`` runs :func:`vdm.sample_loop` on boxes (with the hooks latent
-    overlap needs); ``gammas`` is the sampling grid; ``to_tb`` inverts the T_b normalisation (mK).
+    Msun (Mpc/h)^-3 (with the halo model's channel, for a model trained with it); ``sample``
+    runs :func:`vdm.sample_loop` on boxes (with the hooks latent overlap needs); ``gammas`` is
+    the sampling grid; ``to_tb`` inverts the T_b normalisation (mK).
     ``variance``: "posterior" steps with q(z_s | z_t, x_hat) (Eq. 14); "analytic" adds the
     spread of x given z_t stored in the model file (:meth:`vdm.VDM.x_variance`). ``clip``: the
     x_hat of every step is kept within the training data's range (:func:`vdm.clip_prediction`).
@@ -130,7 +132,12 @@ class BoxSampler:
         return self.guidance_logsnr_max is None or -float(self.gammas[i]) <= self.guidance_logsnr_max
 
     def condition(self, halos: torch.Tensor) -> torch.Tensor:
-        return self.halo_transform.forward(halos.to(self.device, torch.float32), channel_dim=1)
+        """Normalised condition of halo channels (B, 4, ...): with the halo model's channel
+        appended first when the model was trained with it (``halo_model_weights``)."""
+        halos = halos.to(self.device, torch.float32)
+        if self.meta.get("halo_model_weights"):
+            halos = with_halo_model_channel(halos, self.meta["halo_model_weights"], 1)
+        return self.halo_transform.forward(halos, channel_dim=1)
 
     @torch.no_grad()
     def predict_noise(self, z: torch.Tensor, i: int, cond: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ from ..data.augment import CUBE_SYMMETRIES, apply_symmetry
 from ..data.boxes import tiling_origins
 from ..data.transforms import LogTransform
 from ..io import InputError, read_grids, read_training_grids, training_data_key
+from ..models.halo_model import fit_coefficients, with_halo_model_channel
 from ..models.lodi import build_vdm, null_condition
 from ..models.unet import DenoiserConfig
 from ..models.vdm import VDMConfig
@@ -60,6 +61,7 @@ class LodiTrainConfig(ConfigSection):
     box_weight_power: float = 0.0  # boxes drawn with probability ~ (their summed T_b)^p; 0: uniformly (the paper)
     background_fraction: float = 0.0  # share of the halo-free lattice boxes also drawn; 0: none (the paper)
     cond_drop: float = 0.0  # classifier-free guidance: chance a box is shown the null condition; 0: never (the paper)
+    halo_model_channel: bool = False  # condition on the halo model's T_b as one channel more; False: the paper
     gpus: int = 1  # training processes per node (one per GPU); the rule's launcher starts them
     nodes: int = 1
     collective_timeout_s: float = 900.0  # a rank waiting longer than this on the others fails the job
@@ -127,6 +129,18 @@ class LodiData:
                 if h.shape != true.shape:
                     raise InputError(path, f"halos of shape {h.shape}, expected the training grid's {true.shape}")
                 condition.append(h)
+        # beyond the paper: the halo model fit on the grids' own halos (as the halo_model baseline),
+        # painted on the condition as one channel more
+        self.halo_model_weights = None
+        if cfg.halo_model_channel:
+            f, _ = fit_coefficients(halos, tbs)
+            if not f.max() > 0:
+                raise InputError(
+                    grid_files[0], "the halo model fit gives no T_b to any halo channel (lodi.train.halo_model_channel)"
+                )
+            self.halo_model_weights = (f / f.max()).tolist()
+            w = self.halo_model_weights
+            condition = [with_halo_model_channel(torch.from_numpy(h), w, 0).numpy() for h in condition]
         tb_floor = cfg.tb_floor_fraction * float(np.mean([t.mean() for t in tbs]))
         self.tb_transform = LogTransform.fit(tbs, tb_floor)
         self.halo_transform = LogTransform.fit(condition, cfg.halo_floor, channel_axis=0)
@@ -245,6 +259,8 @@ def train_lodi(
         )
     torch.manual_seed(cfg.seed)
     data = LodiData(grid_files, cfg, expect, device, halo_files or None)
+    if cfg.halo_model_channel:
+        net_cfg = replace(net_cfg, cond_channels=net_cfg.cond_channels + 1)
     fmt = memory_format(cfg.channels_last)
     model = build_vdm(net_cfg, vdm_cfg).to(device, memory_format=fmt)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -299,10 +315,11 @@ def train_lodi(
         progress=progress,
     )
     # training on the true halos, with uniformly drawn boxes and no null condition, keeps the
-    # key it had before `condition`, `box_weight_power`, `cond_drop` and `background_fraction`
-    # existed, so a long run started with an earlier version still resumes
+    # key it had before `condition`, `box_weight_power`, `cond_drop`, `background_fraction` and
+    # `halo_model_channel` existed, so a long run started with an earlier version still resumes
     on_true_halos = ("condition",) if cfg.condition == "true_halos" else ()
-    later_keys = tuple(k for k in ("box_weight_power", "cond_drop", "background_fraction") if not getattr(cfg, k))
+    later = ("box_weight_power", "cond_drop", "background_fraction", "halo_model_channel")
+    later_keys = tuple(k for k in later if not getattr(cfg, k))
     resume_key = {
         "network": net_cfg.to_dict(),
         "vdm": vdm_cfg.to_dict(),
@@ -340,6 +357,7 @@ def train_lodi(
         "vdm": vdm_cfg.to_dict(),
         "tb_transform": data.tb_transform.to_dict(),
         "halo_transform": data.halo_transform.to_dict(),
+        "halo_model_weights": data.halo_model_weights,
         "box": cfg.box,
         "cond_drop": cfg.cond_drop,
         "best_val": final["best_val"],
