@@ -21,7 +21,7 @@ def network_of(content: dict):
 
         # float32: the time embedding is computed in float32
         net = build_vdm(DenoiserConfig.from_dict(content["network"]), VDMConfig.from_dict(content["vdm"]))
-        z, c = torch.randn(2, 1, 8, 8, 8), torch.randn(2, 4, 8, 8, 8)
+        z, c = torch.randn(2, 1, 8, 8, 8), torch.randn(2, content["network"]["cond_channels"], 8, 8, 8)
         run = lambda: net.predict_noise(z, torch.tensor(0.3), c)  # noqa: E731
     net.load_state_dict(content["model"])
     return net, run
