@@ -239,7 +239,8 @@ def test_training_on_halogen_halos_conditions_on_them_and_selects_on_the_true_on
     predicted = 0.1 * np.roll(true, 1, axis=-1)  # a fainter, shifted stand-in for HALOgen's output
     pred_file = tmp_path / "pred.h5"
     write_grids(pred_file, {"halos": predicted}, {"box_size": 8.0, "n_grid": 32})
-    cfg = tiny(LodiTrainConfig, box=8, candidate_stride=4, important_log_rho=11.0, condition="halogen")
+    settings = dict(box=8, candidate_stride=4, important_log_rho=11.0, halo_model_channel=False)
+    cfg = tiny(LodiTrainConfig, **settings, condition="halogen")
     on_true, on_pred = LodiData([grid_file], cfg), LodiData([grid_file], cfg, halo_files=[pred_file])
     assert on_pred.train == on_true.train and on_pred.val == on_true.val  # same boxes, around the true halos
     expected = on_pred.halo_transform.forward(torch.from_numpy(predicted), channel_dim=0).float()
