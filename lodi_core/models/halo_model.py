@@ -84,9 +84,9 @@ def paint_halo_channels(halos, coefficients) -> torch.Tensor:
 def with_halo_model_channel(halos: torch.Tensor, weights, channel_dim: int) -> torch.Tensor:
     """``halos`` with one channel more: sum_c w_c rho_h^(c), the halo model's T_b
     (:func:`paint_halo_channels`) over its largest coefficient (w = f / max f), a mass density in
-    Msun (Mpc/h)^-3 like the channels it sums. LODI's extra condition (``lodi.train.
-    halo_model_channel``; beyond the paper): the log of this sum, which a log-normalised input
-    of each channel does not give the network directly."""
+    Msun (Mpc/h)^-3 like the channels it sums. LODI's extra condition
+    (``lodi.train.halo_model_channel``; beyond the paper): the network sees the log of this sum,
+    which log-normalised inputs of each channel do not give it directly."""
     w = torch.as_tensor(np.asarray(weights, dtype=np.float64), dtype=halos.dtype, device=halos.device)
     if halos.shape[channel_dim] != w.numel():
         raise ValueError(f"halos of shape {tuple(halos.shape)} do not match {w.numel()} halo-model weights")
