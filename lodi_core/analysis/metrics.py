@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..data.boxes import box_origins, tiling_origins
 from ..io import read_grids, read_hdf5, write_csv
-from ..physics.spectra import cross_correlation, cross_power_spectrum
+from ..physics.spectra import cross_correlation, cross_power_spectrum, cross_spectra
 from .seams import seam_excess_power, seam_metric
 
 #: wavenumber limits (h/Mpc) of the residual metrics (the paper quotes k <= 10)
@@ -78,17 +78,18 @@ def spread_skill(samples, target, box_size: float) -> pd.DataFrame:
     fields = [normalised(s) for s in samples]
     if not fields:
         raise ValueError("spread_skill: no realisations")
-    t = normalised(target)
-    k, p_st, p_ss, p_tt, n_modes = zip(*[cross_power_spectrum(f, t, box_size) for f in fields])
-    k, n_modes, p_tt = k[0], n_modes[0], p_tt[0]
+    n = len(fields)
+    t, m = n, n + 1  # the target and the seeds' mean, after the seeds
+    pairs = list(combinations(range(n), 2))
+    wanted = [(i, t) for i in range(n)] + [(i, i) for i in range(n)] + pairs + [(t, t), (m, t), (m, m)]
+    k, spectra, n_modes = cross_spectra([*fields, normalised(target), np.mean(fields, axis=0)], wanted, box_size)
+    p_st, p_ss, p_pairs = spectra[:n], spectra[n : 2 * n], spectra[2 * n : 2 * n + len(pairs)]
+    p_tt, p_mt, p_mm = spectra[-3:]
     r_target = np.mean([cross_correlation(a, b, p_tt) for a, b in zip(p_st, p_ss)], axis=0)
     r_between = r_conditional = np.full_like(k, np.nan)
-    pairs = list(combinations(range(len(fields)), 2))
     if pairs:
-        p_pairs = [cross_power_spectrum(fields[i], fields[j], box_size)[1] for i, j in pairs]
         r_between = np.mean([cross_correlation(p, p_ss[i], p_ss[j]) for p, (i, j) in zip(p_pairs, pairs)], axis=0)
         r_conditional = cross_correlation(np.mean(p_st, axis=0), np.mean(p_pairs, axis=0), p_tt)
-    _, p_mt, p_mm, _, _ = cross_power_spectrum(np.mean(fields, axis=0), t, box_size)
     return pd.DataFrame(
         {
             "k": k,

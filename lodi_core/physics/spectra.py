@@ -124,13 +124,20 @@ def power_spectrum(field, box_size: float, n_bins: int | None = None, mas: str |
     return k, pk, n_modes
 
 
+def cross_spectra(fields, pairs, box_size: float, n_bins: int | None = None, mas: str | None = None):
+    """``(k, [P_ab for (a, b) in pairs], n_modes)``: the cross spectra of the listed pairs of
+    ``fields`` (indices into it), each field Fourier-transformed once, with the binning of
+    :func:`power_spectrum`."""
+    transformed = [_fft(f, mas) for f in fields]
+    n, device = transformed[0][1], transformed[0][2]
+    if any(t[1] != n for t in transformed):
+        raise ValueError(f"fields have different grids: {sorted({t[1] for t in transformed})}")
+    return _binned([t[0] for t in transformed], pairs, n, box_size, n_bins, device)
+
+
 def cross_power_spectrum(field_a, field_b, box_size: float, n_bins: int | None = None, mas: str | None = None):
     """``(k, p_ab, p_aa, p_bb, n_modes)`` with the binning of :func:`power_spectrum`."""
-    fa, n, device = _fft(field_a, mas)
-    fb, nb, _ = _fft(field_b, mas)
-    if nb != n:
-        raise ValueError(f"fields have different grids: {n} and {nb}")
-    k, (pab, paa, pbb), n_modes = _binned([fa, fb], [(0, 1), (0, 0), (1, 1)], n, box_size, n_bins, device)
+    k, (pab, paa, pbb), n_modes = cross_spectra([field_a, field_b], [(0, 1), (0, 0), (1, 1)], box_size, n_bins, mas)
     return k, pab, paa, pbb, n_modes
 
 
