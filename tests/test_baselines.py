@@ -345,3 +345,48 @@ def test_metrics_table_includes_the_baselines_with_nan_seams(baseline_files, tmp
     assert table.loc[table["method"] == "tiling", "seam_metric"].notna().all()
     ldl_row = table[table["method"] == "ldl"].iloc[0]
     assert ldl_row["r_k5"] == pytest.approx(1.0, abs=1e-6) and ldl_row["mean_tb_ratio"] == pytest.approx(1.0, rel=1e-5)
+
+
+def test_hi_redraw_remakes_the_simulation_with_only_its_hi_drawn_again(tmp_path):
+    """The hi_redraw baseline: the same halos and DM, another draw of the HI; a grid from
+    another seed (or other settings) is refused, naming the grid."""
+    from lodi_core.data.grids import GridSpec, make_grids
+    from lodi_core.data.synthetic import make_simulation
+
+    synthetic = {"n_particles": 32, "a_start": 0.1, "n_steps": 5, "mesh_factor": 2}
+    data = {
+        "box_size": 12.5,
+        "n_grid": 16,
+        "redshift": 0.0,
+        "smoothing_radius": 0.2,
+        "halo_position": "SubhaloCM",
+        "halo_mass": "SubhaloMass",
+        "halo_mass_edges": list(EDGES),
+        "allow_empty_channels": True,
+        "hydrogen_mass_fraction": 0.76,
+        "dm_source": "dm_only",
+    }
+    cosmology = {"omega_m": 0.3, "omega_b": 0.049, "h": 0.6711, "n_s": 0.9624, "sigma8": 0.8}
+    kw = dict(n_particles=32, box_size=12.5, n_steps=5, progress=False)
+    sim = make_simulation(tmp_path / "sim", "T0", 11, **kw)
+    grids, attrs = make_grids(sim["hydro"], sim["groups"], sim["dm_only"], GridSpec.from_config(data, cosmology))
+    grid = tmp_path / "T0.h5"
+    write_grids(grid, grids, attrs)
+    out = tmp_path / "hi_redraw_seed1.h5"
+    paint.run_hi_redraw_volume(grid, out, 1, "T0", 11, synthetic, data, cosmology, "cpu")
+    with h5py.File(out) as f:
+        a = dict(f.attrs)
+        tb = f["tb"][...]
+        assert f["tb"].attrs["units"] == "mK" and tb.shape == (16, 16, 16)
+    assert a["method"] == "hi_redraw" and int(a["seed"]) == 1 and a["simulation"] == "T0" and int(a["box"]) == 0
+    target = np.asarray(grids["tb"], dtype=np.float64)
+    assert not np.allclose(tb, target)
+    # the same halos hold the HI: another draw correlates with the target
+    assert np.corrcoef(tb.ravel(), target.ravel())[0, 1] > 0.5
+    assert tb.mean() == pytest.approx(target.mean(), rel=0.5)
+    assert not list(tmp_path.glob(".hi_redraw_*"))  # the remade simulation is not kept
+    with pytest.raises(InputError, match="T0.h5.*halo channels"):
+        paint.run_hi_redraw_volume(grid, tmp_path / "other.h5", 1, "T0", 12, synthetic, data, cosmology, "cpu")
+    assert not (tmp_path / "other.h5").exists()
+    with pytest.raises(ValueError, match="draw 0"):
+        paint.run_hi_redraw_volume(grid, tmp_path / "zero.h5", 0, "T0", 11, synthetic, data, cosmology, "cpu")

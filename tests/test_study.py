@@ -159,7 +159,9 @@ def test_study_writes_the_learning_curve_and_continues_it(workflow_results, tmp_
     assert main["time_s"].is_monotonic_increasing
     halogen = table[table["model"] == "halogen"]
     assert sorted(halogen["epoch"].unique()) == [1, 2] and sorted(halogen["channel"].unique()) == [1, 2, 3, 4]
-    assert set(table.loc[table["model"] == "baseline", "variant"]) == {"halo_model", "halo_model_true", "ldl"}
+    baselines = table.loc[table["model"] == "baseline", "variant"]
+    assert set(baselines) == {"halo_model", "halo_model_true", "ldl", "hi_redraw"}
+    assert (baselines == "hi_redraw").sum() == 2  # every draw of the floor (tests/workflow_config.yaml)
     assert (r / "figures/study/learning_curve.png").stat().st_size > 0
     brief = pd.read_csv(r / "study/learning_curve_summary.csv")
     assert len(brief[brief["model"] == "lodi"]) == 6 and (brief.loc[brief["model"] == "lodi", "n"] == 1).all()

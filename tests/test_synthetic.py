@@ -314,6 +314,43 @@ def test_hi_follows_the_hi_halo_mass_relation(sim, halos_of_sim):
     assert sf.any() and (~sf).any() and r[sf].max() <= r[~sf].min()
 
 
+def test_another_hi_draw_is_an_independent_scatter_about_the_same_relation(halos_of_sim):
+    _, halos = halos_of_sim
+    model = HIModel()
+    own, again, other, third = (halo_hi_masses(halos, SEED, model, d) for d in (0, 0, 1, 2))
+    assert np.array_equal(own, again)
+    # draw 0 is the stream the simulations were always made with
+    rng = np.random.default_rng(np.random.SeedSequence([SEED, 2]))
+    sigma = model.scatter_dex
+    legacy = 10.0 ** (sigma * rng.standard_normal(len(halos))) * np.exp(-0.5 * (sigma * np.log(10.0)) ** 2)
+    np.testing.assert_array_equal(own, model.mean_hi_mass(halos.mass) * legacy)
+    # two independent 0.25 dex draws differ by sqrt(2) x 0.25 dex, unbiased
+    for a, b in ((own, other), (other, third)):
+        diff = np.log10(b / a)
+        assert np.std(diff) == pytest.approx(np.sqrt(2) * sigma, rel=0.15)
+        assert abs(np.mean(diff)) < 4 * np.sqrt(2) * sigma / np.sqrt(len(halos))
+    with pytest.raises(ValueError, match="draw"):
+        halo_hi_masses(halos, SEED, model, -1)
+
+
+def test_another_hi_draw_keeps_the_particles_and_halos(tmp_path):
+    kw = dict(n_particles=32, box_size=12.5, n_steps=5, progress=False)
+    own = make_simulation(tmp_path / "a", "CV_0", 11, **kw)
+    other = make_simulation(tmp_path / "b", "CV_0", 11, hi_draw=1, **kw)
+    assert _digest(own["dm_only"]) == _digest(other["dm_only"])
+    fields = ["Coordinates", "NeutralHydrogenAbundance", "StarFormationRate"]
+    a, _ = read_snapshot(own["hydro"], 0, fields, 12.5, 0.0)
+    b, _ = read_snapshot(other["hydro"], 0, fields, 12.5, 0.0)
+    np.testing.assert_array_equal(a["Coordinates"], b["Coordinates"])
+    assert not np.array_equal(a["NeutralHydrogenAbundance"], b["NeutralHydrogenAbundance"])
+    for position, mass in (("GroupPos", "GroupMass"), ("SubhaloCM", "SubhaloMass")):
+        pa, ma, _ = read_catalogue(own["groups"], position, mass, 12.5, 0.0)
+        pb, mb, _ = read_catalogue(other["groups"], position, mass, 12.5, 0.0)
+        assert len(ma) > 0
+        np.testing.assert_array_equal(pa, pb)
+        np.testing.assert_array_equal(ma, mb)
+
+
 # ----------------------------------------------------------------------------- files
 def test_files_have_the_camels_layout_and_units(sim):
     root, out, _ = sim

@@ -65,9 +65,19 @@ def test_all_outputs_exist_with_units(workflow_results):
             tb = f["tb"][...]
             assert tb.shape == (32, 32, 32) and np.isfinite(tb).all() and (tb >= 0).all()
             assert f.attrs["method"] == method and f["tb"].attrs["units"] == "mK"
+    # baselines.hi_redraw: CV_1 made again with two other draws of its HI, on the same halos
+    with h5py.File(r / "grids/CV_1.h5") as f:
+        target = f["tb"][...]
+    redrawn = []
+    for draw in (1, 2):
+        with h5py.File(r / f"generated/CV_1/hi_redraw_seed{draw}.h5") as f:
+            redrawn.append(f["tb"][...])
+            assert f.attrs["method"] == "hi_redraw" and f.attrs["seed"] == draw and f["tb"].attrs["units"] == "mK"
+    assert not np.array_equal(redrawn[0], target) and not np.array_equal(redrawn[0], redrawn[1])
+    assert np.corrcoef(redrawn[0].ravel(), target.ravel())[0, 1] > 0.5  # the same halos carry the HI
     metrics = (r / "metrics.csv").read_text().splitlines()
-    # one row per LODI method and seed, one per (deterministic) baseline
-    assert len(metrics) == 1 + 3 + 3 and metrics[0].startswith("simulation,seed,method")
+    # one row per LODI method and seed, one per deterministic baseline, one per HI draw
+    assert len(metrics) == 1 + 3 + 3 + 2 and metrics[0].startswith("simulation,seed,method")
     assert {line.split(",")[2] for line in metrics[1:]} == {
         "latent_overlap",
         "tiling",
@@ -75,6 +85,7 @@ def test_all_outputs_exist_with_units(workflow_results):
         "halo_model",
         "halo_model_true",
         "ldl",
+        "hi_redraw",
     }
     for name in ("baselines_CV_1", "ldl_loss", "rk_CV_1"):
         assert (r / f"figures/{name}.pdf").stat().st_size > 0

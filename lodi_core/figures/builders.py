@@ -557,7 +557,12 @@ CURVE_PANELS = [
     ("seam_metric", "seam metric (1: no seams)", 1.0),
 ]
 CONDITION_COLOURS = {"true_halos": "C3", "halogen": "C0"}
-BASELINE_STYLES = {"halo_model_true": ("C5", "--"), "halo_model": ("C1", ":"), "ldl": ("C9", "-.")}
+BASELINE_STYLES = {
+    "halo_model_true": ("C5", "--"),
+    "halo_model": ("C1", ":"),
+    "ldl": ("C9", "-."),
+    "hi_redraw": ("C7", "-"),
+}
 
 
 def learning_curve_figure(table: pd.DataFrame, main: str, title: str, *paths) -> None:

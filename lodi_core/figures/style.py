@@ -23,7 +23,7 @@ SLAB_MPC = 0.9
 #: the ±band (fraction) drawn on residual panels (Figs. 10-11)
 RESIDUAL_BAND = 0.1
 #: labels and colours of the generation methods, in the paper's order (Fig. 5), then the
-#: cheap baselines (lodi_core.models.halo_model, lodi_core.models.ldl)
+#: cheap baselines (lodi_core.models.halo_model, lodi_core.models.ldl) and the HI re-drawn floor
 METHOD_LABELS = {
     "latent_overlap": "latent overlap (LODI)",
     "averaging": "averaging",
@@ -31,6 +31,7 @@ METHOD_LABELS = {
     "halo_model": "halo model (HALOgen halos)",
     "halo_model_true": "halo model (true halos)",
     "ldl": "LDL (Lagrangian)",
+    "hi_redraw": "HI re-drawn (exact sample)",
 }
 METHOD_COLOURS = {
     "latent_overlap": "C3",
@@ -39,6 +40,7 @@ METHOD_COLOURS = {
     "halo_model": "C1",
     "halo_model_true": "C5",
     "ldl": "C9",
+    "hi_redraw": "C7",
 }
 
 

@@ -5,17 +5,29 @@
 # deterministic: one volume per test simulation, named after the first seed, i.e. one row in
 # metrics.csv (copies for every seed would repeat the same row and fake a zero spread).
 # No baseline rule reads the seeds except through that file name, so a seed change never
-# refits them.
+# refits them. On synthetic data, hi_redraw is the test simulation's own T_b with its per-halo
+# HI scatter drawn again (draws 1..baselines.hi_redraw.draws): exact samples given the halos,
+# the floor of every metric.
 #   snakemake --cores all baselines          every baseline volume and figure
 BASELINE_DIR = f"{RESULTS}/baselines"
 BASELINE_METHODS = list(config["baselines"]["methods"])
 BASELINE_TRAIN = list(config["simulations"]["lodi_train"])
 BASELINE_TEST = list(config["simulations"]["test"])
 BASELINE_SEED = config["seeds"][0]
+HI_REDRAWS = list(range(1, int(config["baselines"]["hi_redraw"]["draws"]) + 1))
+if "hi_redraw" in BASELINE_METHODS and config["data"]["source"] != "synthetic":
+    raise ValueError(
+        "config baselines.methods has 'hi_redraw', which remakes the synthetic test simulations; "
+        f"data.source is {config['data']['source']!r}: remove it from baselines.methods"
+    )
 # the particles LDL moves: those HALOgen's rho_DM comes from (the DM-only run by default)
 LDL_SNAPSHOT = "dm_only" if config["data"]["dm_source"] == "dm_only" else "hydro"
+# the seeds of each baseline's volumes: the first seed if deterministic, every draw of hi_redraw
+BASELINE_SEEDS = {m: HI_REDRAWS if m == "hi_redraw" else [BASELINE_SEED] for m in BASELINE_METHODS}
 # test simulation -> its baseline volumes (read by the metrics and figure rules)
-BASELINE_VOLUMES = {sim: [volume_file(sim, m, BASELINE_SEED) for m in BASELINE_METHODS] for sim in BASELINE_TEST}
+BASELINE_VOLUMES = {
+    sim: [volume_file(sim, m, s) for m in BASELINE_METHODS for s in BASELINE_SEEDS[m]] for sim in BASELINE_TEST
+}
 # what `all` builds from this file (the Snakefile's all_targets() adds it)
 BASELINE_TARGETS = (
     [v for sim in BASELINE_TEST for v in BASELINE_VOLUMES[sim]]
@@ -117,6 +129,35 @@ rule ldl_volume:
         **cluster_resources(gpu=False),
     script:
         "../scripts/baseline_ldl.py"
+
+
+rule hi_redraw_volume:
+    """A synthetic test simulation made again from its seed with another draw of its per-halo
+    HI scatter, gridded, its T_b written as a volume (an exact sample given the halos)."""
+    input:
+        grid=grid_file(),
+    output:
+        volume_file(method="hi_redraw"),
+    log:
+        log_file("baselines/{sim}_hi_redraw_seed{seed}"),
+    benchmark:
+        rule_benchmark("hi_redraw_{sim}_seed{seed}")
+    wildcard_constraints:
+        sim=name_regex(BASELINE_TEST),
+        seed=r"[1-9]\d*",
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 1  # as synthetic_simulation
+    resources:
+        **cluster_resources(gpu=False),
+    params:
+        ic_seed=lambda w: synthetic_seed(w.sim),
+        synthetic=synthetic_params(),
+        data=grid_params(),
+        cosmology=config["cosmology"],
+        device=config["device"],
+    script:
+        "../scripts/baseline_hi_redraw.py"
 
 
 rule plot_ldl_training:

@@ -105,4 +105,4 @@ def study_scores():
 
 def study_baselines():
     sims = study_section().get("simulations", TEST_SIMS)
-    return [volume_file(sim, m, BASELINE_SEED) for sim in sims for m in BASELINE_METHODS]
+    return [volume_file(sim, m, s) for sim in sims for m in BASELINE_METHODS for s in BASELINE_SEEDS[m]]

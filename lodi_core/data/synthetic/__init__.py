@@ -151,6 +151,7 @@ def make_simulation(
     set_name: str = "CV",
     snapnum: int = SNAPNUM_Z0,
     timings: dict | None = None,
+    hi_draw: int = 0,
 ) -> dict:
     """Run one synthetic simulation and write it under ``root`` in the CAMELS layout.
 
@@ -160,7 +161,9 @@ def make_simulation(
     FoF and the writing run on the CPU. The snapshot number is ``snapnum`` (090, z = 0 in
     CAMELS) whatever the redshift. ``timings``, when given, receives the seconds spent per
     stage (``ics``, ``pm``, ``fof``, ``gas``, ``write``) and a few summary numbers
-    (``n_halos``, ``omega_hi``).
+    (``n_halos``, ``omega_hi``). ``hi_draw`` k > 0 draws the per-halo HI scatter again
+    (:mod:`.gas`) and leaves everything else as the seed makes it: the same simulation with
+    another exact sample of its HI given the halos.
 
     Returns ``{"hydro": Path, "groups": Path, "dm_only": Path}`` (plus ``"groups_dm_only"``
     when ``dm_only_catalogue``). Deterministic for a seed on a given device.
@@ -191,7 +194,9 @@ def make_simulation(
 
     t = time.perf_counter()
     with _deterministic(device):
-        gas = make_gas(pos, snap_vel, halos, cosmology, box_size, n_particles, seed, hi_model, redshift, device)
+        gas = make_gas(
+            pos, snap_vel, halos, cosmology, box_size, n_particles, seed, hi_model, redshift, device, hi_draw
+        )
     n = n_particles**3
     m_gas = gas.pop("Masses")
     halo_hi = gas.pop("halo_hi")

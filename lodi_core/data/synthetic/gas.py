@@ -14,7 +14,9 @@ mass relation.
 
   with M the FoF mass (all matter); the fit is the *mean* M_HI at fixed M, so each halo draws a
   mean-preserving log-normal scatter of ``scatter_dex`` (0.25 dex, ``SeedSequence([seed, 2])``)
-  and the HI map is stochastic given the halos (capped at the halo's hydrogen mass). With the
+  and the HI map is stochastic given the halos (capped at the halo's hydrogen mass). ``hi_draw``
+  k > 0 draws that scatter again from ``SeedSequence([seed, 2, k])``, all else unchanged: another
+  exact sample of the HI given the same particles, halos and gas cells. With the
   Sheth-Tormen FoF mass function this integrates to Omega_HI ~ 8e-4 at z = 0. The parameters
   are the z = 0 ones; other redshifts use them unchanged. The ``star_forming_share`` (0.5) of a halo's HI sits
   in its innermost gas cells (nearest ``GroupPos``): ``n_sf = floor(share M_HI / (X_H m_gas))``
@@ -91,10 +93,13 @@ def gas_positions(
     return out
 
 
-def halo_hi_masses(halos: Halos, seed: int, model: HIModel) -> np.ndarray:
+def halo_hi_masses(halos: Halos, seed: int, model: HIModel, draw: int = 0) -> np.ndarray:
     """Drawn M_HI per halo (Msun/h): the mean relation times a mean-preserving log-normal,
-    ``10^(sigma N(0, 1)) exp(-(sigma ln 10)^2 / 2)`` with sigma = ``scatter_dex``."""
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2]))
+    ``10^(sigma N(0, 1)) exp(-(sigma ln 10)^2 / 2)`` with sigma = ``scatter_dex``; ``draw`` 0 is
+    the simulation's own draw, k > 0 another one (module docstring)."""
+    if draw < 0:
+        raise ValueError(f"the HI scatter draw must be >= 0, got {draw}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 2] + ([int(draw)] if draw else [])))
     sigma = model.scatter_dex
     scatter = 10.0 ** (sigma * rng.standard_normal(len(halos))) * np.exp(-0.5 * (sigma * np.log(10.0)) ** 2)
     if len(halos) == 0:
@@ -142,8 +147,10 @@ def make_gas(
     model: HIModel = HIModel(),
     redshift: float = 0.0,
     device=None,
+    hi_draw: int = 0,
 ) -> dict:
-    """All gas fields of the hydro snapshot (see the module docstring).
+    """All gas fields of the hydro snapshot (see the module docstring; ``hi_draw`` selects the
+    draw of the per-halo HI scatter).
 
     ``dm_positions`` (N, 3) Mpc/h, ``dm_velocities`` (N, 3) in the snapshot's velocity units
     (copied). Returns a dict with ``Coordinates`` (Mpc/h, float64), ``Masses`` (Msun/h,
@@ -164,7 +171,7 @@ def make_gas(
     del counts, dm_t
     rho_ratio = np.maximum(rho_ratio, 1e-3)
 
-    m_hi = halo_hi_masses(halos, seed, model)
+    m_hi = halo_hi_masses(halos, seed, model, hi_draw)
     x_hi, sfr, in_halo, m_used = paint_hi(pos, gas_mass, halos, m_hi, box_size, model)
     igm = np.isnan(x_hi)
     x_hi[igm] = np.minimum(model.igm_neutral_fraction * rho_ratio[igm] ** 0.58, model.igm_max_neutral_fraction)
