@@ -15,11 +15,10 @@ import torch
 
 from ..data.camels import read_particles
 from ..data.grids import GridSpec, make_grids
-from ..data.synthetic import make_simulation
+from ..data.synthetic import make_configured_simulation
 from ..io import InputError, read_grids
 from ..models.halo_model import HaloModel, paint_halo_channels
 from ..models.ldl import apply_ldl, load_ldl
-from ..physics.cosmology import Cosmology
 from .volumes import volume_attrs, write_tb_volume
 
 #: the largest relative L1 difference between the redrawn simulation's halo channels and the
@@ -83,7 +82,7 @@ def run_hi_redraw_volume(
 ) -> None:
     """One Snakemake job (synthetic data only): the test simulation made again from its initial
     conditions ``seed`` with draw ``draw`` > 0 of the per-halo HI scatter
-    (:func:`data.synthetic.make_simulation`'s ``hi_draw``), gridded as its grid (``data``: the
+    (:func:`data.synthetic.make_configured_simulation`, ``hi_draw``), gridded as its grid (``data``: the
     grid settings), and its T_b written as a volume. It is an exact sample of T_b given the
     same particles, halos and gas: what no emulator of this data can beat on average, since it
     conditions on more than the halo channels. The redrawn halo channels must equal the grid's
@@ -93,17 +92,14 @@ def run_hi_redraw_volume(
     target, attrs = read_grids(grid_path, ("halos",))
     spec = GridSpec.from_config(data, cosmology)
     with tempfile.TemporaryDirectory(dir=Path(out_path).parent, prefix=".hi_redraw_") as tmp:
-        paths = make_simulation(
+        paths = make_configured_simulation(
             tmp,
             simulation,
             seed,
-            n_particles=int(synthetic["n_particles"]),
-            box_size=spec.box_size,
-            cosmology=Cosmology(**cosmology),
-            redshift=spec.redshift,
-            a_start=float(synthetic["a_start"]),
-            n_steps=int(synthetic["n_steps"]),
-            mesh_factor=int(synthetic["mesh_factor"]),
+            synthetic,
+            spec.box_size,
+            spec.redshift,
+            cosmology,
             device=device,
             progress=False,
             hi_draw=draw,

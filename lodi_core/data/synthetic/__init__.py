@@ -49,6 +49,7 @@ from .writer import snapshot_header, write_group_catalogue, write_snapshot
 
 __all__ = [
     "make_simulation",
+    "make_configured_simulation",
     "volume_name",
     "simulation_paths",
     "particle_mass",
@@ -129,6 +130,29 @@ def _deterministic(device: torch.device):
         yield
     finally:
         torch.use_deterministic_algorithms(was, warn_only=warn_only)
+
+
+def make_configured_simulation(
+    root, sim_name: str, seed: int, synthetic: dict, box_size: float, redshift: float, cosmology: dict, **options
+) -> dict:
+    """:func:`make_simulation` with the workflow config's settings: ``synthetic`` (the settings
+    every synthetic simulation shares: ``n_particles``, ``a_start``, ``n_steps``, ``mesh_factor``),
+    ``data.box_size``, ``data.redshift`` and the ``cosmology`` section; ``options`` are passed on
+    (``device``, ``progress``, ``hi_draw``). The synthetic_simulation rule and the hi_redraw
+    baseline both call it, so a redraw is made exactly as the simulation was."""
+    return make_simulation(
+        root,
+        sim_name,
+        seed,
+        n_particles=int(synthetic["n_particles"]),
+        box_size=float(box_size),
+        cosmology=Cosmology(**cosmology),
+        redshift=float(redshift),
+        a_start=float(synthetic["a_start"]),
+        n_steps=int(synthetic["n_steps"]),
+        mesh_factor=int(synthetic["mesh_factor"]),
+        **options,
+    )
 
 
 def make_simulation(
