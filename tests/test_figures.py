@@ -188,6 +188,13 @@ def test_pair_origin_finds_the_halo_mass():
     assert origin[0] <= 20 < origin[0] + 14 and origin[1] <= 9 < origin[1] + 8 and origin[2] <= 26 < origin[2] + 8
 
 
+def test_legends_count_draws_and_seeds():
+    # the r(k) and PDF legends: hi_redraw's volumes are draws of the HI scatter, not seeds
+    assert style.realisations("hi_redraw", 8) == "8 draws"
+    assert style.realisations("latent_overlap", 2) == "2 seeds"
+    assert style.realisations("halo_model", 1) == "1 seed"
+
+
 def test_box_corners_of_each_method():
     attrs = {"box": BOX, "overlap": OVERLAP, "periodic": False, "box_size": BOX_SIZE, "n_grid": N}
     assert style.box_corners({**attrs, "method": "tiling"}) == [0, 8, 16, 24, 32]

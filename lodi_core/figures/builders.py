@@ -22,6 +22,7 @@ from .style import (
     method_order,
     percentile_limits,
     plt,
+    realisations,
     residual_axes,
     save_figure,
     show,
@@ -381,7 +382,7 @@ def rk_figure(tables: dict[str, list[pd.DataFrame]], title: str, *paths) -> None
     for method in method_order(tables):
         colour, label = METHOD_COLOURS.get(method, "C4"), METHOD_LABELS.get(method, method)
         k, mean, std = mean_std(tables[method], "r")
-        band(top, k, mean, std, colour, f"{label} ({len(tables[method])} seed(s))")
+        band(top, k, mean, std, colour, f"{label} ({realisations(method, len(tables[method]))})")
         k, mean, std = mean_std(tables[method], "residual")
         band(bottom, k, mean, std, colour, label)
     top.axhline(1, color="k", lw=0.6)
@@ -406,7 +407,8 @@ def tb_pdf_figure(centres, target_pdf, pdfs: dict[str, list[np.ndarray]], floor:
         values = np.stack(pdfs[method])
         mean, std = values.mean(axis=0), values.std(axis=0)
         colour = METHOD_COLOURS.get(method, "C4")
-        band(top, centres, mean, std, colour, f"{METHOD_LABELS.get(method, method)} ({len(values)} seed(s))")
+        label = f"{METHOD_LABELS.get(method, method)} ({realisations(method, len(values))})"
+        band(top, centres, mean, std, colour, label)
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.where(target_pdf > 0, mean / target_pdf, np.nan)
         bottom.plot(centres, ratio, color=colour)

@@ -44,6 +44,13 @@ METHOD_COLOURS = {
 }
 
 
+def realisations(method: str, count: int) -> str:
+    """How many volumes a method's curve averages, named by what they are: the HI scatter's
+    draws for ``hi_redraw``, sampling seeds otherwise ("2 draws", "1 seed")."""
+    noun = "draw" if method == "hi_redraw" else "seed"
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def save_figure(fig, *paths) -> None:
     """Save one figure under each path (format from the suffix), atomically."""
     for p in paths:
