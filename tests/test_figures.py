@@ -288,6 +288,17 @@ def test_spread_skill_matches_the_gaussian_closed_forms(spread):
     assert np.allclose(one["r_target"], one["r_mean"])
 
 
+def test_residual_of_the_seeds_mean_power():
+    """Seeds c_i (t - <t>) + <t>: P(s_i) = c_i^2 P(t) in every bin, so the seeds' mean P(k) has
+    the residual mean(c_i^2) - 1 (here -0.1) while each seed's is c_i^2 - 1 (+0.44, -0.64)."""
+    target = field(3)
+    samples = [target.mean() + c * (target - target.mean()) for c in (1.2, 0.6)]
+    table = spread_skill(samples, target, BOX_SIZE)
+    assert np.allclose(table["residual_of_mean_pk"], -0.1)
+    per_seed = [power_residual(s, target, BOX_SIZE)["residual"] for s in samples]
+    assert np.allclose(per_seed[0], 0.44) and np.allclose(per_seed[1], -0.64)
+
+
 def test_mean_std_and_pdf():
     t = pd.DataFrame({"k": [1.0, 2.0], "residual": [0.1, -0.2]})
     u = pd.DataFrame({"k": [1.0, 2.0], "residual": [0.3, 0.0]})
@@ -322,6 +333,11 @@ def test_metrics_tables(run, tmp_path):
     nearest = spread.iloc[int(np.argmin(np.abs(spread["k"] - 5.0)))]
     assert row["r_between_k5"] == pytest.approx(nearest["r_between"])
     assert row["r_conditional_k5"] == pytest.approx(nearest["r_conditional"])
+    k10 = spread["k"] <= 10
+    assert row["mean_pk_mean_abs_residual_k10"] == pytest.approx(spread.loc[k10, "residual_of_mean_pk"].abs().mean())
+    assert row["mean_pk_max_abs_residual_k5"] == pytest.approx(
+        spread.loc[spread["k"] <= 5, "residual_of_mean_pk"].abs().max()
+    )
     # the seeds scatter around the target, which is their conditional mean here: r_conditional
     # is 1 and the seeds agree with each other less than with it (r_between = r_target^2)
     assert row["r_conditional_k5"] == pytest.approx(1.0, abs=0.01)
