@@ -38,6 +38,12 @@ EXTRA_COLOURS = ("C4", "C8", "C6")
 LABELS = {"expected": "expected power of the draws", "latent_overlap": "latent overlap, the main job (HALOgen's halos)"}
 
 
+def expected_power(draws: pd.DataFrame, pk_target: pd.Series) -> pd.Series:
+    """The P(k) a sampler exact in distribution expects: the mean of the draws' (one column per
+    draw, indexed by k) and the target's own, itself one more draw."""
+    return (draws.sum(axis=1) + pk_target) / (draws.shape[1] + 1)
+
+
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per volume: max and mean |P/P_target - 1| for k <= 1, 5, 10 (the metrics' residuals),
     mean |P/P_expected - 1| for k <= 10 (against the draws' expected power instead of the
@@ -78,7 +84,7 @@ def main(results: str, sim: str, out_dir: str, *extra: str) -> None:
     table = pd.concat(rows, ignore_index=True)
     draws = table[table["method"] == "hi_redraw"].pivot(index="k", columns="seed", values="pk_generated")
     first = table[table["method"] == "hi_redraw"].drop_duplicates("k").set_index("k")
-    expected = (draws.sum(axis=1) + first["pk_target"]) / (draws.shape[1] + 1)
+    expected = expected_power(draws, first["pk_target"])
     table = pd.concat(
         [
             table,
