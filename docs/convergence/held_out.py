@@ -13,12 +13,13 @@ condition is HALOgen's) and the test simulations' draws, generated/<sim>/hi_redr
 train_lodi rule does (config/config.yaml's lodi settings with the JSON's overrides, skipped when
 ``out``/model.pt exists), then sampled by latent overlap (all eight stages, sample seeds
 0..``--samples``-1, each T_b kept as ``out``/held_out_<sim>_w<w>_seed<k>.npy and reused) on each
-test simulation's halos. ``out``/held_out.csv gets one row per test simulation, guidance and
-sample: the labels, the metrics.csv columns against the target and, against the expected power,
-mean and max |P/P_expected - 1| for k <= 5 and 10; ``out``/held_out_pk.csv the P(k) of each
-sample, of its target and the expected one, and r(k), per k bin. ``--csv`` gathers both with
-other runs' (in the named CSV and beside it, <name>_pk.csv; rows of the same ``--label``
-replaced). Training takes ~6 minutes for 4000
+test simulation's halos. ``--floor`` scores the test simulations' draws instead, each against
+the expected power of the target and the other draws. ``out``/held_out.csv gets one row per
+test simulation, guidance and sample: the labels, the metrics.csv columns against the target
+and, against the expected power, mean and max |P/P_expected - 1| for k <= 5 and 10;
+``out``/held_out_pk.csv the P(k) of each sample, of its target and the expected one, and r(k),
+per k bin up to 12 h/Mpc. ``--csv`` gathers both with other runs' (in the named CSV and beside
+it, <name>_pk.csv; rows of the same ``--label`` replaced). Training takes ~6 minutes for 4000
 iterations and each sample ~25 s on 2 CPU cores.
 """
 
@@ -34,7 +35,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hi_redraw import expected_power  # noqa: E402
+from hi_redraw import K_MAX, expected_power  # noqa: E402
 from retrain_lodi import run_training, training_settings  # noqa: E402
 
 from lodi_core.analysis.metrics import power_residual, volume_metrics  # noqa: E402
@@ -91,7 +92,7 @@ def main(args) -> None:
     def score(tb, target, expected, attrs, keys):
         power = power_table(tb, target, expected, float(attrs["box_size"]))
         rows.append({**labels, **keys, **volume_metrics(tb, target, attrs), **expected_residuals(power)})
-        spectra.append(power.assign(**keys))
+        spectra.append(power[power["k"] <= K_MAX].assign(**keys))
 
     if args.floor:  # the draws themselves, each against the expected power of the others
         labels = {"condition": "hi_redraw"}
