@@ -92,7 +92,7 @@ def main(args) -> None:
     def score(tb, target, expected, attrs, keys):
         power = power_table(tb, target, expected, float(attrs["box_size"]))
         rows.append({**labels, **keys, **volume_metrics(tb, target, attrs), **expected_residuals(power)})
-        spectra.append(power[power["k"] <= K_MAX].assign(**keys))
+        spectra.append(power[power["k"] <= K_MAX].assign(condition=labels["condition"], **keys))
 
     if args.floor:  # the draws themselves, each against the expected power of the others
         labels = {"condition": "hi_redraw"}

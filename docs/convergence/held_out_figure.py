@@ -27,6 +27,7 @@ from lodi_core.figures.style import METHOD_COLOURS, plt, save_figure  # noqa: E4
 from lodi_core.io import write_csv  # noqa: E402
 
 K_MAX = 10.0
+PANEL_TITLES = {"true_halos": "the true halos", "halogen": "HALOgen's halos (the default's condition)"}
 
 
 def recipe(label: pd.Series) -> pd.Series:
@@ -43,6 +44,7 @@ def value_near(g: pd.DataFrame, column: str, k: float) -> float:
 def main(pk_csv: str, out_dir: str) -> None:
     out_dir = Path(out_dir)
     pk = pd.read_csv(pk_csv)
+    pk["k"] = pk["k"].round(6)  # the last digits of k do not survive every CSV round trip
     pk = pk[(pk["n_modes"] > 1) & (pk["k"] <= K_MAX * 1.05)]
     pk = pk.assign(
         recipe=recipe(pk["label"]),
@@ -80,25 +82,30 @@ def main(pk_csv: str, out_dir: str) -> None:
     write_csv(pd.DataFrame(rows), out_dir / "held_out_summary.csv")
     print(pd.DataFrame(rows).round(3).to_string())
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
-    for i, ((name, w), g) in enumerate(bias.groupby(keys, sort=False, dropna=False)):
-        label = f"{name}{'' if pd.isna(w) else f', w = {w:g}'} ({g['samples'].min()} samples)"
-        colour = METHOD_COLOURS.get(name, f"C{i}")  # hi_redraw in the baselines' grey
-        ax.plot(g["k"], g["ratio_expected"], color=colour, label=label)
-        ax.fill_between(
-            g["k"],
-            g["ratio_expected"] - g["stderr_expected"],
-            g["ratio_expected"] + g["stderr_expected"],
-            color=colour,
-            alpha=0.2,
-        )
-    ax.axhspan(0.9, 1.1, color="0.85", zorder=0)
-    ax.axhline(1.0, color="k", lw=0.6)
-    ax.set_xscale("log")
-    ax.set_xlabel("k [h/Mpc]")
-    ax.set_ylabel(r"mean $P(k)/P_\mathrm{expected}(k)$ of $T_b/\langle T_b\rangle$")
-    ax.legend(fontsize=7)
-    ax.set_title("LODI on held-out simulations: mean over trainings, simulations, samples (± s.e.)", fontsize=9)
+    condition = pk.groupby("recipe")["condition"].first()
+    panels = [c for c in dict.fromkeys(condition) if c != "hi_redraw"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), sharey=True, layout="constrained")
+    for ax, panel in zip(np.atleast_1d(axes), panels):
+        curves = [(key, g) for key, g in bias.groupby(keys, sort=False, dropna=False)]
+        curves = [(key, g) for key, g in curves if condition[key[0]] in (panel, "hi_redraw")]
+        colours = iter(f"C{i}" for i in range(10) if i != 7)  # C7, grey, is hi_redraw's
+        for (name, w), g in curves:
+            label = f"{name}{'' if pd.isna(w) else f', w = {w:g}'} ({g['samples'].min()} samples)"
+            colour = METHOD_COLOURS[name] if name in METHOD_COLOURS else next(colours)
+            ax.plot(g["k"], g["ratio_expected"], color=colour, label=label)
+            low, high = g["ratio_expected"] - g["stderr_expected"], g["ratio_expected"] + g["stderr_expected"]
+            ax.fill_between(g["k"], low, high, color=colour, alpha=0.2)
+        ax.axhspan(0.9, 1.1, color="0.85", zorder=0)
+        ax.axhline(1.0, color="k", lw=0.6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_yticks([0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 4.0], ["0.6", "0.8", "1", "1.5", "2", "3", "4"])
+        ax.minorticks_off()
+        ax.set_xlabel("k [h/Mpc]")
+        ax.legend(fontsize=7, loc="upper left")
+        ax.set_title(f"LODI on {PANEL_TITLES.get(panel, panel)}", fontsize=9)
+    np.atleast_1d(axes)[0].set_ylabel(r"mean $P(k)/P_\mathrm{expected}(k)$ of $T_b/\langle T_b\rangle$")
+    fig.suptitle("Held-out simulations: mean over trainings, simulations and samples (± standard error)", fontsize=10)
     save_figure(fig, out_dir / "held_out_bias.png")
 
 
