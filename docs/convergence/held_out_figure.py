@@ -74,8 +74,10 @@ def main(pk_csv: str, out_dir: str) -> None:
             row[f"mean_abs_bias_expected_k{k}"] = float((sel["ratio_expected"] - 1).abs().mean())
             row[f"mean_abs_bias_target_k{k}"] = float((sel["ratio_target"] - 1).abs().mean())
         row["r_k1"], row["r_k5"] = value_near(samples, "r", 1.0), value_near(samples, "r", 5.0)
-        per_training = samples.groupby("label").apply(
-            lambda t: (t["ratio_expected"] - 1).abs().mean(), include_groups=False
+        per_training = (
+            samples[samples["k"] <= K_MAX]
+            .groupby("label")
+            .apply(lambda t: (t["ratio_expected"] - 1).abs().mean(), include_groups=False)
         )
         row["training_spread_k10"] = float(per_training.std(ddof=1)) if len(per_training) > 1 else np.nan
         rows.append(row)
