@@ -43,7 +43,7 @@ from lodi_core.generation.jobs import GenerationConfig, generate_tb, load_condit
 from lodi_core.io import read_grids, write_csv  # noqa: E402
 
 
-def draw_spectra(results: Path, sim: str, target: np.ndarray, box_size: float) -> tuple[list, pd.Series]:
+def draw_spectra(results: Path, sim: str, target: np.ndarray, box_size: float) -> tuple[list, pd.DataFrame, pd.Series]:
     """The hi_redraw draws of ``sim`` (T_b arrays), each one's P(k) of T_b/<T_b> as a column of
     a DataFrame indexed by k, and the target's P(k)."""
     paths = sorted((results / "generated" / sim).glob("hi_redraw_seed*.h5"))
