@@ -351,7 +351,7 @@ def test_hi_redraw_remakes_the_simulation_with_only_its_hi_drawn_again(tmp_path)
     """The hi_redraw baseline: the same halos and DM, another draw of the HI; a grid from
     another seed (or other settings) is refused, naming the grid."""
     from lodi_core.data.grids import GridSpec, make_grids
-    from lodi_core.data.synthetic import make_simulation
+    from lodi_core.data.synthetic import make_configured_simulation
 
     synthetic = {"n_particles": 32, "a_start": 0.1, "n_steps": 5, "mesh_factor": 2}
     data = {
@@ -367,8 +367,8 @@ def test_hi_redraw_remakes_the_simulation_with_only_its_hi_drawn_again(tmp_path)
         "dm_source": "dm_only",
     }
     cosmology = {"omega_m": 0.3, "omega_b": 0.049, "h": 0.6711, "n_s": 0.9624, "sigma8": 0.8}
-    kw = dict(n_particles=32, box_size=12.5, n_steps=5, progress=False)
-    sim = make_simulation(tmp_path / "sim", "T0", 11, **kw)
+    # made as the synthetic_simulation rule makes it, from the same settings the redraw gets
+    sim = make_configured_simulation(tmp_path / "sim", "T0", 11, synthetic, 12.5, 0.0, cosmology, progress=False)
     grids, attrs = make_grids(sim["hydro"], sim["groups"], sim["dm_only"], GridSpec.from_config(data, cosmology))
     grid = tmp_path / "T0.h5"
     write_grids(grid, grids, attrs)

@@ -88,8 +88,8 @@ def main(pk_csv: str, out_dir: str) -> None:
     panels = [c for c in dict.fromkeys(condition) if c != "hi_redraw"]
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), sharey=True, layout="constrained")
     for ax, panel in zip(np.atleast_1d(axes), panels):
-        curves = [(key, g) for key, g in bias.groupby(keys, sort=False, dropna=False)]
-        curves = [(key, g) for key, g in curves if condition[key[0]] in (panel, "hi_redraw")]
+        groups = bias.groupby(keys, sort=False, dropna=False)
+        curves = [(key, g) for key, g in groups if condition[key[0]] in (panel, "hi_redraw")]
         colours = iter(f"C{i}" for i in range(10) if i != 7)  # C7, grey, is hi_redraw's
         for (name, w), g in curves:
             label = f"{name}{'' if pd.isna(w) else f', w = {w:g}'} ({g['samples'].min()} samples)"
