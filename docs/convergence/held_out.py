@@ -83,7 +83,8 @@ def main(args) -> None:
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     lodi, results, out = cfg["lodi"], Path(args.results).resolve(), Path(args.out).resolve()
     train = {**json.loads(args.train_overrides), "seed": args.seed}
-    settings = training_settings(cfg, "lodi", {"network": lodi["network"], "vdm": lodi["vdm"]}, train)
+    network = {**lodi["network"], **json.loads(args.network)}
+    settings = training_settings(cfg, "lodi", {"network": network, "vdm": lodi["vdm"]}, train)
     condition = train.get("condition", lodi["train"]["condition"])
     true_halos = condition == "true_halos"
     predicted = results / "halogen" / "predicted"
@@ -146,6 +147,7 @@ if __name__ == "__main__":
     parser.add_argument("out")
     parser.add_argument("seed", type=int, help="lodi.train.seed")
     parser.add_argument("train_overrides", nargs="?", default="{}", help="lodi.train overrides (JSON)")
+    parser.add_argument("--network", default="{}", help="lodi.network overrides (JSON)")
     parser.add_argument("--train", nargs="+", default=["CV_0", "CV_1"], help="training simulations")
     parser.add_argument("--test", nargs="+", default=["CV_2"], help="held-out simulations")
     parser.add_argument("--guidance", nargs="+", type=float, default=[1.0], help="generation.guidance values")
