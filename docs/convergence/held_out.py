@@ -10,11 +10,12 @@ docs/convergence/held_out.csv ("Several held-out simulations" in docs/convergenc
 ``results`` holds the grids of every simulation named (and HALOgen's halos of them when the
 condition is HALOgen's) and the test simulations' draws, generated/<sim>/hi_redraw_seed<k>.h5
 (see docs/convergence.md for the config that makes them). The model is trained as the
-train_lodi rule does (config/config.yaml's lodi settings with the JSON's overrides, skipped when
-``out``/model.pt exists), then sampled by latent overlap (all eight stages, sample seeds
-0..``--samples``-1, each T_b kept as ``out``/held_out_<sim>_w<w>_seed<k>.npy and reused) on each
-test simulation's halos. ``--floor`` scores the test simulations' draws instead, each against
-the expected power of the target and the other draws. ``out``/held_out.csv gets one row per
+train_lodi rule does (config/config.yaml's lodi settings with the JSON's overrides of lodi.train
+and ``--network``'s of lodi.network, skipped when ``out``/model.pt exists), then sampled by
+latent overlap (all eight stages, sample seeds 0..``--samples``-1, each T_b kept as
+``out``/held_out_<sim>_w<w>_seed<k>.npy and reused) on each test simulation's halos.
+``--floor`` scores the test simulations' draws instead, each against the expected power of the
+target and the other draws. ``out``/held_out.csv gets one row per
 test simulation, guidance and sample: the labels, the metrics.csv columns against the target
 and, against the expected power, mean and max |P/P_expected - 1| for k <= 5 and 10;
 ``out``/held_out_pk.csv the P(k) of each sample, of its target and the expected one, and r(k),
