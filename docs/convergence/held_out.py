@@ -36,7 +36,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hi_redraw import K_MAX, expected_power  # noqa: E402
+from hi_redraw import K_MAX, draw_volumes, expected_power, gather  # noqa: E402
 from retrain_lodi import run_training, training_settings  # noqa: E402
 
 from lodi_core.analysis.metrics import power_residual, volume_metrics  # noqa: E402
@@ -47,10 +47,7 @@ from lodi_core.io import read_grids, write_csv  # noqa: E402
 def draw_spectra(results: Path, sim: str, target: np.ndarray, box_size: float) -> tuple[list, pd.DataFrame, pd.Series]:
     """The hi_redraw draws of ``sim`` (T_b arrays), each one's P(k) of T_b/<T_b> as a column of
     a DataFrame indexed by k, and the target's P(k)."""
-    paths = sorted((results / "generated" / sim).glob("hi_redraw_seed*.h5"))
-    if not paths:
-        raise FileNotFoundError(f"no hi_redraw draws of {sim} in {results / 'generated' / sim}")
-    volumes = [read_grids(p, ("tb",))[0]["tb"] for p in paths]
+    volumes = draw_volumes(results, sim)
     tables = [power_residual(v, target, box_size).set_index("k") for v in volumes]
     return volumes, pd.DataFrame({i: t["pk_generated"] for i, t in enumerate(tables)}), tables[0]["pk_target"]
 
@@ -70,14 +67,6 @@ def power_table(tb: np.ndarray, target: np.ndarray, expected: pd.Series, box_siz
     """A sample's P(k) of T_b/<T_b>, the target's, the expected and r(k), per k bin."""
     table = power_residual(tb, target, box_size)
     return table.assign(pk_expected=table["k"].map(expected))
-
-
-def gather(table: pd.DataFrame, path: Path) -> None:
-    """Write ``table`` into the CSV at ``path``, replacing the rows of its label there."""
-    if path.exists():
-        earlier = pd.read_csv(path)
-        table = pd.concat([earlier[earlier["label"] != table["label"].iloc[0]], table], ignore_index=True)
-    write_csv(table, path)
 
 
 def main(args) -> None:
@@ -136,8 +125,8 @@ def main(args) -> None:
     write_csv(spectra, out / "held_out_pk.csv")
     if args.csv:  # gathered: this label's rows replace its earlier ones
         gathered = Path(args.csv)
-        gather(table, gathered)
-        gather(spectra, gathered.with_name(gathered.stem + "_pk.csv"))
+        gather(table, gathered, ["label"])
+        gather(spectra, gathered.with_name(gathered.stem + "_pk.csv"), ["label"])
     cols = ["simulation", "guidance", "seed", "mean_abs_residual_k10", "mean_abs_expected_k10", "r_k1", "r_k5"]
     print(table[cols].round(3).to_string())
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from lodi_core.analysis.metrics import power_residual  # noqa: E402
 from lodi_core.figures.from_files import group_volumes, read_tb  # noqa: E402
 from lodi_core.figures.style import METHOD_COLOURS, METHOD_LABELS, plt, save_figure  # noqa: E402
-from lodi_core.io import write_csv  # noqa: E402
+from lodi_core.io import read_grids, write_csv  # noqa: E402
 
 METHODS = ("hi_redraw", "latent_overlap", "halo_model_true")
 #: the largest k kept (h/Mpc): the metrics stop at 10
@@ -42,6 +42,24 @@ def expected_power(draws: pd.DataFrame, pk_target: pd.Series) -> pd.Series:
     """The P(k) a sampler exact in distribution expects: the mean of the draws' (one column per
     draw, indexed by k) and the target's own, itself one more draw."""
     return (draws.sum(axis=1) + pk_target) / (draws.shape[1] + 1)
+
+
+def draw_volumes(results: Path, sim: str) -> list:
+    """T_b of the hi_redraw draws of ``sim`` (results/generated/<sim>/hi_redraw_seed*.h5)."""
+    paths = sorted((results / "generated" / sim).glob("hi_redraw_seed*.h5"))
+    if not paths:
+        raise FileNotFoundError(f"no hi_redraw draws of {sim} in {results / 'generated' / sim}")
+    return [read_grids(p, ("tb",))[0]["tb"] for p in paths]
+
+
+def gather(table: pd.DataFrame, path: Path, keys: list) -> None:
+    """Write ``table`` into the CSV at ``path``, replacing the rows there that share one of its
+    combinations of ``keys`` (e.g. its label): several runs' rows in one file."""
+    if path.exists() and len(table):
+        earlier = pd.read_csv(path)
+        same = earlier[keys].apply(tuple, axis=1).isin(set(table[keys].apply(tuple, axis=1)))
+        table = pd.concat([earlier[~same], table], ignore_index=True)
+    write_csv(table, path)
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -39,10 +39,12 @@ from scipy.ndimage import maximum_filter
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hi_redraw import draw_volumes, gather  # noqa: E402
 
 from lodi_core.analysis.metrics import power_residual  # noqa: E402
 from lodi_core.generation.jobs import GenerationConfig, load_condition, load_sampler  # noqa: E402
-from lodi_core.io import read_grids, write_csv  # noqa: E402
+from lodi_core.io import read_grids  # noqa: E402
 from lodi_core.models.vdm import diffuse, sample_loop  # noqa: E402
 
 SHELLS = [(0, 3), (3, 6), (6, 9), (9, 11), (11, 13), (13, 16), (16, 20), (20, 28)]
@@ -71,20 +73,14 @@ def shell_power(volume: np.ndarray, box_size: float) -> np.ndarray:
     )
 
 
-def draws(results: Path, sim: str) -> list:
-    """T_b of the hi_redraw draws of ``sim`` (results/generated/<sim>/hi_redraw_seed*.h5)."""
-    return [read_grids(p, ("tb",))[0]["tb"] for p in sorted((results / "generated" / sim).glob("hi_redraw_seed*.h5"))]
-
-
-def volume_rows(results: Path, sim: str, target: np.ndarray, samples: list, box_size: float) -> list[dict]:
-    """Mean P(k) of the ``samples`` over the expected power, as is and clipped at the target's
-    99th percentile (module docstring), per shell."""
-    references = [target, *draws(results, sim)]
-    volumes = [np.load(p) for p in samples]
+def volume_rows(target: np.ndarray, references: list, samples: list, box_size: float) -> list[dict]:
+    """Mean P(k) of the ``samples`` over the expected power (the mean of the ``references``':
+    target and draws), as is and clipped at the target's 99th percentile (module docstring),
+    per shell."""
     rows = []
     for start, level in (("volume", np.inf), ("volume_clip99", np.percentile(target, 99.0))):
         expected = np.mean([shell_power(np.minimum(v, level), box_size) for v in references], axis=0)
-        generated = np.mean([shell_power(np.minimum(v, level), box_size) for v in volumes], axis=0)
+        generated = np.mean([shell_power(np.minimum(v, level), box_size) for v in samples], axis=0)
         for (lo, hi), pg, pe in zip(SHELLS, generated, expected):
             rows.append(
                 {"start": start, "start_logsnr": np.nan, "space": "linear", "k_lo": lo, "k_hi": hi, "ratio": pg / pe}
@@ -100,25 +96,16 @@ def peak_sharpness(volume: np.ndarray, level: float) -> np.ndarray:
     return volume[peaks] / neighbours[peaks]
 
 
-def peak_rows(results: Path, sim: str, target: np.ndarray, samples: list) -> list[dict]:
+def peak_rows(sim: str, target: np.ndarray, references: list, samples: list) -> list[dict]:
     """Median and 90th percentile of :func:`peak_sharpness` over the samples' peaks and over the
     references' (target and hi_redraw draws), peaks above the target's 99.5th percentile."""
     level = np.percentile(target, 99.5)
-    references = [target, *draws(results, sim)]
     rows = []
-    for kind, volumes in (("samples", [np.load(p) for p in samples]), ("references", references)):
+    for kind, volumes in (("samples", samples), ("references", references)):
         ratios = np.concatenate([peak_sharpness(v, level) for v in volumes])
         rows.append({"sim": sim, "volumes": kind, "count": len(volumes), "peaks_per_volume": len(ratios) / len(volumes),
                      "median": float(np.median(ratios)), "p90": float(np.percentile(ratios, 90))})  # fmt: skip
     return rows
-
-
-def gather(table: pd.DataFrame, path: Path, label: str, sim: str) -> None:
-    """``table`` into the CSV at ``path``, replacing that CSV's rows of ``label`` and ``sim``."""
-    if path.exists():
-        old = pd.read_csv(path)
-        table = pd.concat([old[(old["label"] != label) | (old["sim"] != sim)], table], ignore_index=True)
-    write_csv(table, path)
 
 
 def main(argv=None) -> pd.DataFrame:
@@ -190,16 +177,17 @@ def main(argv=None) -> pd.DataFrame:
                 )
         print(start, " ".join(f"{r['ratio']:.2f}" for r in rows[-2 * len(SHELLS) :]), flush=True)
     if a.samples:
-        for row in volume_rows(a.results, a.sim, tb["tb"], a.samples, float(attrs["box_size"])):
+        references, samples = [tb["tb"], *draw_volumes(a.results, a.sim)], [np.load(p) for p in a.samples]
+        for row in volume_rows(tb["tb"], references, samples, float(attrs["box_size"])):
             rows.append({"label": a.label, "sim": a.sim, **row})
         print("volume", " ".join(f"{r['ratio']:.2f}" for r in rows[-2 * len(SHELLS) :]), flush=True)
-        peaks = pd.DataFrame([{"label": a.label, **r} for r in peak_rows(a.results, a.sim, tb["tb"], a.samples)])
+        peaks = pd.DataFrame([{"label": a.label, **r} for r in peak_rows(a.sim, tb["tb"], references, samples)])
         print(peaks.round(3).to_string(index=False), flush=True)
         if a.csv:
-            gather(peaks, a.csv.with_name(a.csv.stem + "_peaks.csv"), a.label, a.sim)
+            gather(peaks, a.csv.with_name(a.csv.stem + "_peaks.csv"), ["label", "sim"])
     table = pd.DataFrame(rows)
     if a.csv:
-        gather(table, a.csv, a.label, a.sim)
+        gather(table, a.csv, ["label", "sim"])
     return table
 
 
