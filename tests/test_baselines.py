@@ -88,6 +88,24 @@ def test_halo_model_fit_is_non_negative(tmp_path):
     assert (f >= 0).all() and f[3] == 0.0 and f[0] > 1.0
 
 
+def test_halo_model_fit_equals_nnls_on_every_voxel():
+    """The slab-wise normal equations give scipy's NNLS on the full design matrix (the reference),
+    with an empty channel and a negative unconstrained coefficient; and the explained variance."""
+    from scipy.optimize import nnls
+
+    rng = np.random.default_rng(5)
+    scale = np.array([1e-3, 1.0, 30.0, 0.0])[:, None, None, None]  # decades apart, channel 4 empty
+    halos_list = [rng.lognormal(0, 2, (4, 12, 12, 12)) * scale for _ in range(2)]
+    tb_list = [0.7 * h[0] + 0.02 * h[2] - 0.3 * h[1] + rng.normal(0, 1, h.shape[1:]) for h in halos_list]
+    a = np.concatenate([h.reshape(4, -1).T for h in halos_list])
+    b = np.concatenate([t.ravel() for t in tb_list])
+    expected, _ = nnls(a, b)
+    f, explained = hm.fit_coefficients(halos_list, tb_list, chunk=5)
+    np.testing.assert_allclose(f, expected, rtol=1e-6, atol=1e-12)
+    assert f[1] == 0.0 and f[3] == 0.0
+    np.testing.assert_allclose(explained, 1.0 - np.var(b - a @ expected) / np.var(b), rtol=1e-8)
+
+
 # ----------------------------------------------------------------------------- LDL model
 def small_model(dtype=torch.float64, layers=2, n=8, box=4.0, seed=0):
     torch.manual_seed(seed)

@@ -95,18 +95,35 @@ def with_halo_model_channel(halos: torch.Tensor, weights, channel_dim: int) -> t
     return torch.cat([halos, (halos * w.view(shape)).sum(dim=channel_dim, keepdim=True)], dim=channel_dim)
 
 
-def fit_coefficients(halos_list, tb_list) -> tuple[np.ndarray, float]:
+def fit_coefficients(halos_list, tb_list, chunk: int = 16) -> tuple[np.ndarray, float]:
     """Non-negative least squares for f_c in tb ~ sum_c f_c halos_c over every voxel of
     every training grid; returns f (mK per Msun (Mpc/h)^-3) and the fraction of the T_b
-    variance explained. Solved on the QR factor of the design matrix (C x C)."""
-    a = np.concatenate([np.asarray(h, dtype=np.float64).reshape(np.shape(h)[0], -1).T for h in halos_list])
-    b = np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in tb_list])
-    scale = np.where(a.std(axis=0) > 0, a.std(axis=0), 1.0)  # column scaling: channels differ by decades
-    q, r = np.linalg.qr(a / scale)
-    x, _ = nnls(r, q.T @ b)
+    variance explained. The C x C normal equations are summed over slabs of ``chunk`` planes
+    (memory O(C^2) beyond one slab, not a copy of every voxel: 256^3 grids fit), and the NNLS
+    is solved on their square root, whose residual equals the design matrix's up to a constant."""
+    gram, rhs, col_sum = 0.0, 0.0, 0.0
+    n, tb_sum, tb_sq = 0, 0.0, 0.0
+    for h, t in zip(halos_list, tb_list):
+        if np.shape(t) != np.shape(h)[1:]:
+            raise ValueError(f"T_b of shape {np.shape(t)} does not match halo channels {np.shape(h)}")
+        for i in range(0, np.shape(t)[0], chunk):
+            a = np.asarray(h[:, i : i + chunk], dtype=np.float64).reshape(np.shape(h)[0], -1)
+            b = np.asarray(t[i : i + chunk], dtype=np.float64).ravel()
+            gram, rhs, col_sum = gram + a @ a.T, rhs + a @ b, col_sum + a.sum(axis=1)
+            n, tb_sum, tb_sq = n + b.size, tb_sum + b.sum(), tb_sq + b @ b
+    var = np.diag(gram) / n - (col_sum / n) ** 2
+    scale = np.where(var > 0, np.sqrt(np.maximum(var, 0.0)), 1.0)  # column scaling: channels differ by decades
+    gram_s, rhs_s = gram / np.outer(scale, scale), rhs / scale
+    # gram_s = R^T R with R = sqrt(L) V^T; ||R x - d||^2 = x^T gram_s x - 2 x^T rhs_s + const
+    lam, vec = np.linalg.eigh(gram_s)
+    keep = lam > lam.max() * 1e-12
+    r = np.sqrt(lam[keep])[:, None] * vec[:, keep].T
+    x, _ = nnls(r, (vec[:, keep].T @ rhs_s) / np.sqrt(lam[keep]))
     f = x / scale
-    resid = b - a @ f
-    explained = 1.0 - float(resid.var() / b.var()) if b.var() > 0 else float("nan")
+    resid_mean = (tb_sum - f @ col_sum) / n
+    resid_var = (tb_sq - 2 * f @ rhs + f @ gram @ f) / n - resid_mean**2
+    tb_var = tb_sq / n - (tb_sum / n) ** 2
+    explained = 1.0 - float(resid_var / tb_var) if tb_var > 0 else float("nan")
     return f, explained
 
 
