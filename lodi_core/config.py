@@ -7,7 +7,7 @@ setting, ``config/config.yaml`` the embedded CPU default, and
 defaults of their own, so a value can never differ silently between a dataclass and a file;
 the exceptions are keys added later with the schema's default (``lodi.train.condition``,
 ``lodi.train.box_weight_power``, ``lodi.train.cond_drop``, ``lodi.train.background_fraction``,
-``lodi.train.halo_model_channel``, ``generation.guidance``,
+``lodi.train.halo_model_channel``, ``lodi.train.lr_decay_steps``, ``generation.guidance``,
 ``halogen.network.head_norm`` and the launch keys ``gpus``,
 ``nodes``, ``collective_timeout_s``), so older configs still load.
 """

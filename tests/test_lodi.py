@@ -86,6 +86,21 @@ def test_training_resumes_to_the_same_weights(grid_file, tmp_path):
     assert "condition" not in key["train"] and set(key) == {"network", "vdm", "train", "data"}
 
 
+def test_a_cool_down_continues_a_constant_run(grid_file, tmp_path):
+    """lr_decay_steps is not in the resume key: a constant run's checkpoint goes on into its
+    cool-down (not set aside to start over), and the steps after it follow the decay."""
+    settings = dict(batch_size=2, checkpoint_every=3, validate_every=3, val_boxes=2, lr_schedule="constant")
+    checkpoint, history = tmp_path / "run.pt", tmp_path / "run.csv"
+    train_tiny_lodi(grid_file, checkpoint, history, iterations=3, **settings)
+    train_tiny_lodi(grid_file, checkpoint, history, iterations=6, lr_decay_steps=3, lr_min=1e-5, **settings)
+    assert not list(tmp_path.glob("run.pt.stale-*"))
+    cfg = tiny(LodiTrainConfig, warmup=2, iterations=6, lr_decay_steps=3, lr_min=1e-5, lr_schedule="constant")
+    rows = history.read_text().splitlines()[1:]
+    lrs = [float(r.split(",")[1]) for r in rows]
+    assert len(rows) == 6 and lrs[3:] == pytest.approx([lr_at(s, cfg) for s in (3, 4, 5)])
+    assert lrs[2] == lrs[3] == cfg.lr > lrs[4] > lrs[5] > cfg.lr_min
+
+
 def test_box_weight_power_draws_boxes_in_proportion_to_their_brightness(grid_file):
     import h5py
 
@@ -203,6 +218,10 @@ def test_lr_schedules():
     assert lr_at(60, cosine) == pytest.approx(0.5 * (1e-3 + 1e-5)) and lr_at(110, cosine) == pytest.approx(1e-5)
     constant = tiny(LodiTrainConfig, lr=1e-3, warmup=10, iterations=110, lr_schedule="constant")
     assert lr_at(4, constant) == pytest.approx(5e-4) and lr_at(60, constant) == lr_at(10**6, constant) == 1e-3
+    # a cool-down of the last 40 iterations: lr up to step 70, the cosine's middle at 90, lr_min at 110
+    wsd = tiny(LodiTrainConfig, **{**constant.to_dict(), "lr_min": 1e-5, "lr_decay_steps": 40})
+    assert lr_at(4, wsd) == pytest.approx(5e-4) and lr_at(70, wsd) == pytest.approx(1e-3)
+    assert lr_at(90, wsd) == pytest.approx(0.5 * (1e-3 + 1e-5)) and lr_at(110, wsd) == pytest.approx(1e-5)
 
 
 def test_ema_decay_ramp():

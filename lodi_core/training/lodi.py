@@ -62,6 +62,7 @@ class LodiTrainConfig(ConfigSection):
     background_fraction: float = 0.0  # share of the halo-free lattice boxes also drawn; 0: none (the paper)
     cond_drop: float = 0.0  # classifier-free guidance: chance a box is shown the null condition; 0: never (the paper)
     halo_model_channel: bool = False  # condition on the halo model's T_b as one channel more; False: the paper
+    lr_decay_steps: int = 0  # with lr_schedule "constant": the last this many iterations cool down to lr_min
     gpus: int = 1  # training processes per node (one per GPU); the rule's launcher starts them
     nodes: int = 1
     collective_timeout_s: float = 900.0  # a rank waiting longer than this on the others fails the job
@@ -221,12 +222,18 @@ class LodiData:
 
 def lr_at(step: int, cfg: LodiTrainConfig) -> float:
     """Linear warm-up to ``lr``, then cosine decay to ``lr_min`` at the last iteration or, with
-    ``lr_schedule: constant``, ``lr`` until the end (a run that can be continued)."""
+    ``lr_schedule: constant``, ``lr`` until the end (a run that can be continued) except for the
+    last ``lr_decay_steps``, which decay to ``lr_min`` by the same cosine (warmup-stable-decay,
+    Hu et al. 2024: a cool-down that branches off any checkpoint of the constant run)."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     if cfg.lr_schedule == "constant":
-        return cfg.lr
-    frac = (step - cfg.warmup) / max(1, cfg.iterations - cfg.warmup)
+        start = cfg.iterations - cfg.lr_decay_steps
+        if cfg.lr_decay_steps <= 0 or step < start:
+            return cfg.lr
+        frac = (step - start) / cfg.lr_decay_steps
+    else:
+        frac = (step - cfg.warmup) / max(1, cfg.iterations - cfg.warmup)
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(frac, 1.0)))
 
 
@@ -316,16 +323,16 @@ def train_lodi(
     )
     # training on the true halos, with uniformly drawn boxes and no null condition, keeps the
     # key it had before `condition`, `box_weight_power`, `cond_drop`, `background_fraction` and
-    # `halo_model_channel` existed, so a long run started with an earlier version still resumes
+    # `halo_model_channel` existed, so a long run started with an earlier version still resumes;
+    # like `iterations`, `lr_decay_steps` is not in it: a cool-down continues a constant run
     on_true_halos = ("condition",) if cfg.condition == "true_halos" else ()
     later = ("box_weight_power", "cond_drop", "background_fraction", "halo_model_channel")
     later_keys = tuple(k for k in later if not getattr(cfg, k))
+    not_learned = ("iterations", "lr_decay_steps", "checkpoint_every", "validate_every", *LAUNCH_KEYS)
     resume_key = {
         "network": net_cfg.to_dict(),
         "vdm": vdm_cfg.to_dict(),
-        "train": cfg.to_dict(
-            exclude=("iterations", "checkpoint_every", "validate_every", *LAUNCH_KEYS, *on_true_halos, *later_keys)
-        ),
+        "train": cfg.to_dict(exclude=(*not_learned, *on_true_halos, *later_keys)),
         "data": training_data_key(grid_files),
     }
     if halo_files:
