@@ -41,16 +41,22 @@ def value_near(g: pd.DataFrame, column: str, k: float) -> float:
     return float(g.loc[g["k"] == nearest, column].mean())
 
 
-def main(pk_csv: str, out_dir: str) -> None:
-    out_dir = Path(out_dir)
+def sample_ratios(pk_csv, k_max: float = K_MAX) -> pd.DataFrame:
+    """The gathered P(k) rows of held_out.py (bins with > 1 mode, k <= k_max), each with its
+    recipe, P/P_expected and P/P_target."""
     pk = pd.read_csv(pk_csv)
     pk["k"] = pk["k"].round(6)  # the last digits of k do not survive every CSV round trip
-    pk = pk[(pk["n_modes"] > 1) & (pk["k"] <= K_MAX * 1.05)]
-    pk = pk.assign(
+    pk = pk[(pk["n_modes"] > 1) & (pk["k"] <= k_max * 1.05)]
+    return pk.assign(
         recipe=recipe(pk["label"]),
         ratio_expected=pk["pk_generated"] / pk["pk_expected"],
         ratio_target=pk["pk_generated"] / pk["pk_target"],
     )
+
+
+def main(pk_csv: str, out_dir: str) -> None:
+    out_dir = Path(out_dir)
+    pk = sample_ratios(pk_csv)
     keys = ["recipe", "guidance"]
     grouped = pk.groupby([*keys, "k"], dropna=False)
     bias = grouped.agg(
