@@ -23,7 +23,8 @@ excess sits in the brightest 1 % of the voxels. With ``--samples`` and ``--csv``
 gets how sharp the bright peaks are: for every local maximum (3^3 neighbourhood) above the
 target's 99.5th percentile, its T_b over the mean of its 6 face neighbours (1.61 for a point
 source under the data's Gaussian smoothing of one cell), median and 90th percentile over the
-peaks of the samples and of the references (target and draws). About 10 s per start level on 2
+peaks of the samples and of the references (target and draws), and their one-point distribution
+(mean, 50th and 99th percentiles of T_b over the target's). About 10 s per start level on 2
 CPU cores.
 """
 
@@ -98,13 +99,18 @@ def peak_sharpness(volume: np.ndarray, level: float) -> np.ndarray:
 
 def peak_rows(sim: str, target: np.ndarray, references: list, samples: list) -> list[dict]:
     """Median and 90th percentile of :func:`peak_sharpness` over the samples' peaks and over the
-    references' (target and hi_redraw draws), peaks above the target's 99.5th percentile."""
+    references' (target and hi_redraw draws), peaks above the target's 99.5th percentile; and
+    where the one-point distribution sits: the volumes' mean T_b and their 50th and 99th
+    percentiles over the target's (``tb_mean``, ``tb_q50``, ``tb_q99``, means over the volumes)."""
     level = np.percentile(target, 99.5)
     rows = []
     for kind, volumes in (("samples", samples), ("references", references)):
         ratios = np.concatenate([peak_sharpness(v, level) for v in volumes])
         rows.append({"sim": sim, "volumes": kind, "count": len(volumes), "peaks_per_volume": len(ratios) / len(volumes),
-                     "median": float(np.median(ratios)), "p90": float(np.percentile(ratios, 90))})  # fmt: skip
+                     "median": float(np.median(ratios)), "p90": float(np.percentile(ratios, 90)),
+                     "tb_mean": float(np.mean([v.mean() / target.mean() for v in volumes]))}
+                    | {f"tb_q{q}": float(np.mean([np.percentile(v, q) / np.percentile(target, q) for v in volumes]))
+                       for q in (50, 99)})  # fmt: skip
     return rows
 
 

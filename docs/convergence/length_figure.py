@@ -17,8 +17,9 @@ samples' mean |P/P_expected - 1| for k <= 5 and 10, mean P/P_expected near k = 5
 (held_out.py's bins) and mean <T_b> over the target's (from the scores, <name>.csv beside each
 <name>_pk.csv), the whole volumes' mean power over the expected in the |k| shells 9-11, 11-13
 and 13-16 as is and clipped at the target's 99th percentile, the boxes sampled from pure noise
-there (P / P_target of T_b), and the peaks' median and 90th percentile sharpness (the data's:
-the references' rows), each a mean over the simulations. Two chains, one panel each.
+there (P / P_target of T_b), the peaks' median and 90th percentile sharpness (the data's: the
+references' rows) and the 50th and 99th percentiles of T_b over the target's, each a mean over
+the simulations. Two chains, one panel each.
 """
 
 import argparse
@@ -69,6 +70,7 @@ def chain_rows(name: str, guidance: float, snapshots: list, pk, scores, high_k, 
                 row[f"{column}_k{lo}_{hi}"] = float(sel["ratio"].mean()) if len(sel) else np.nan
         p = peaks[(peaks["label"] == name_k) & (peaks["volumes"] == "samples")]
         row["peak_median"], row["peak_p90"] = float(p["median"].mean()), float(p["p90"].mean())
+        row["tb_q50"], row["tb_q99"] = float(p["tb_q50"].mean()), float(p["tb_q99"].mean())
         rows.append(row)
     return rows
 
