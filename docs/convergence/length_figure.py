@@ -32,7 +32,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from held_out_figure import sample_ratios, value_near  # noqa: E402
+from held_out_figure import mean_abs_bias, sample_ratios, value_near  # noqa: E402
 
 from lodi_core.figures.style import plt, save_figure  # noqa: E402
 from lodi_core.io import write_csv  # noqa: E402
@@ -57,7 +57,7 @@ def chain_rows(name: str, guidance: float, snapshots: list, pk, scores, high_k, 
         row["samples"] = int(samples.groupby("k").size().min())
         mean = samples.groupby("k")["ratio_expected"].mean()
         for k in (5, 10):
-            row[f"mean_abs_bias_expected_k{k}"] = float((mean[mean.index <= k * 1.05] - 1).abs().mean())
+            row[f"mean_abs_bias_expected_k{k}"] = mean_abs_bias(mean, k)
         for k in K_BINS:
             row[f"ratio_expected_k{k:g}"] = value_near(samples, "ratio_expected", k)
         row["mean_tb_ratio"] = float(
