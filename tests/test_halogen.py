@@ -10,8 +10,9 @@ from grid_data import paper, tiny, tiny_inference
 
 from lodi_core.analysis.halogen_eval import evaluate_halos
 from lodi_core.data.augment import CUBE_SYMMETRIES, apply_symmetry, invert_symmetry
+from lodi_core.data.calibration import Calibration, fit_calibration, rank_levels
 from lodi_core.data.windows import sliding_window_apply
-from lodi_core.generation.halos import MassCalibration, calibrate_halogen, fit_mass_calibration, predict_halos
+from lodi_core.generation.halos import calibrate_halogen, predict_halos
 from lodi_core.io import save_checkpoint
 from lodi_core.models.halogen import (
     HALOgen,
@@ -278,7 +279,7 @@ def test_mass_calibration_is_the_mean_true_density_at_each_prediction():
     Every prediction maps to its level's value, so the total is the true total."""
     pred = np.array([1e8] * 10 + [1e9] * 6 + [1e10] * 4)
     true = np.array([0.0] * 5 + [4e7] * 5 + [2e9, 8e9] * 3 + [3e9] * 4)
-    cal = fit_mass_calibration([pred.reshape(1, -1, 1, 1)], [true.reshape(1, -1, 1, 1)], bins=8, top_voxels=2)
+    cal = fit_calibration([pred.reshape(1, -1, 1, 1)], [true.reshape(1, -1, 1, 1)], bins=8, top_voxels=2)
     np.testing.assert_allclose(cal.log_pred[0], [8.0, 9.0, 10.0])
     np.testing.assert_allclose(cal.rho[0], [2e7, 4.2e9, 4.2e9])
     out = cal.apply(torch.as_tensor(pred).reshape(1, -1, 1, 1)).double().numpy().ravel()
@@ -287,7 +288,7 @@ def test_mass_calibration_is_the_mean_true_density_at_each_prediction():
     # between knots: linear in log10 rho_pred; beyond them: the end values
     mid = cal.apply(torch.tensor([10**8.5, 1e6, 1e12]).reshape(1, 3, 1, 1)).double().numpy().ravel()
     np.testing.assert_allclose(mid, [(2e7 + 4.2e9) / 2, 2e7, 4.2e9], rtol=1e-6)
-    assert MassCalibration.from_dict(cal.to_dict()) == cal
+    assert Calibration.from_dict(cal.to_dict()) == cal
 
 
 def test_mass_calibration_bins_narrow_towards_the_brightest_predictions():
@@ -295,7 +296,7 @@ def test_mass_calibration_bins_narrow_towards_the_brightest_predictions():
     about ``top_voxels``, and the knots are increasing."""
     rng = np.random.default_rng(0)
     pred = 10 ** rng.uniform(6, 12, size=(1, 10, 10, 100))
-    cal = fit_mass_calibration([pred], [pred], bins=16, top_voxels=10)
+    cal = fit_calibration([pred], [pred], bins=16, top_voxels=10)
     x = np.asarray(cal.log_pred[0])
     assert len(x) == 16 and np.all(np.diff(x) > 0)
     ranked = np.sort(np.log10(pred.ravel()))
@@ -315,9 +316,7 @@ def test_quantile_calibration_maps_each_rank_to_the_true_value_of_that_rank():
     value, the faintest the faintest, whatever the true values' positions."""
     pred = 10.0 ** np.arange(1, 9)
     true = np.array([2e9, 0.0, 9e9, 0.0, 1e9, 5e9, 0.0, 3e9])
-    cal = fit_mass_calibration(
-        [pred.reshape(1, -1, 1, 1)], [true.reshape(1, -1, 1, 1)], "quantile", bins=4, top_voxels=1
-    )
+    cal = fit_calibration([pred.reshape(1, -1, 1, 1)], [true.reshape(1, -1, 1, 1)], "quantile", bins=4, top_voxels=1)
     np.testing.assert_allclose(cal.log_pred[0], [1.0, 4.5, 6.25, 7.125, 8.0])
     np.testing.assert_allclose(cal.rho[0], [0.0, 1.5e9, 3.5e9, 5.5e9, 9e9])
     out = cal.apply(torch.as_tensor(pred).reshape(1, -1, 1, 1)).double().numpy().ravel()
@@ -335,16 +334,16 @@ def test_quantile_calibration_gives_the_true_one_point_distribution():
     rng = np.random.default_rng(0)
     pred = 10 ** rng.normal(8.0, 1.0, size=(1, 40, 40, 40))
     true = np.where(rng.random(pred.shape) < 0.1, 10 ** rng.normal(9.5, 0.7, pred.shape), 0.0)
-    rho = fit_mass_calibration([pred], [true], "quantile", bins=48).apply(torch.as_tensor(pred)).double().numpy()
+    rho = fit_calibration([pred], [true], "quantile", bins=48).apply(torch.as_tensor(pred)).double().numpy()
     levels = [0.5, 0.92, 0.95, 0.99, 0.999, 1 - 20 / true.size]
     np.testing.assert_allclose(np.quantile(rho, levels), np.quantile(true, levels), rtol=0.05)
     assert rho.sum() == pytest.approx(true.sum(), rel=0.05)
-    mean = fit_mass_calibration([pred], [true], "mean", bins=48).apply(torch.as_tensor(pred)).double().numpy()
+    mean = fit_calibration([pred], [true], "mean", bins=48).apply(torch.as_tensor(pred)).double().numpy()
     assert mean.sum() == pytest.approx(true.sum(), rel=0.05) and mean.max() < 0.1 * true.max()
-    cal = fit_mass_calibration([pred], [3e9 * (pred / 1e8) ** 1.5], "quantile", bins=48)
+    cal = fit_calibration([pred], [3e9 * (pred / 1e8) ** 1.5], "quantile", bins=48)
     np.testing.assert_allclose(cal.rho[0], 3e9 * (10 ** np.asarray(cal.log_pred[0]) / 1e8) ** 1.5, rtol=0.02)
-    with pytest.raises(ValueError, match="mass calibration method 'median'"):
-        fit_mass_calibration([pred], [true], "median")
+    with pytest.raises(ValueError, match="calibration method 'median'"):
+        fit_calibration([pred], [true], "median")
 
 
 def test_calibration_methods_can_differ_per_channel():
@@ -353,11 +352,11 @@ def test_calibration_methods_can_differ_per_channel():
     rng = np.random.default_rng(1)
     pred = 10 ** rng.normal(8.0, 1.0, size=(2, 20, 20, 20))
     true = np.where(rng.random(pred.shape) < 0.1, 10 ** rng.normal(9.5, 0.7, pred.shape), 0.0)
-    mixed = fit_mass_calibration([pred], [true], ["mean", "quantile"], bins=16)
-    mean, quantile = (fit_mass_calibration([pred], [true], m, bins=16) for m in ("mean", "quantile"))
+    mixed = fit_calibration([pred], [true], ["mean", "quantile"], bins=16)
+    mean, quantile = (fit_calibration([pred], [true], m, bins=16) for m in ("mean", "quantile"))
     assert mixed.log_pred == (mean.log_pred[0], quantile.log_pred[1]) and mixed.rho == (mean.rho[0], quantile.rho[1])
     with pytest.raises(ValueError, match="expected one per channel"):
-        fit_mass_calibration([pred], [true], ["mean"])
+        fit_calibration([pred], [true], ["mean"])
 
 
 def test_predict_halos_applies_the_model_files_calibration(grid_file, tmp_path):
@@ -377,8 +376,15 @@ def test_predict_halos_applies_the_model_files_calibration(grid_file, tmp_path):
     save_checkpoint(tmp_path / "calibrated.pt", calibrated)
     net, meta = load_halogen(tmp_path / "calibrated.pt")
     rho = predict_halos(net, meta, data["dm"], **inference)
-    cal = MassCalibration.from_dict(meta["mass_calibration"])
+    cal = Calibration.from_dict(meta["mass_calibration"])
     torch.testing.assert_close(rho, cal.apply(raw))
     torch.testing.assert_close(predict_halos(net, meta, data["dm"], **inference, calibrate=False), raw)
     target = data["halos"].reshape(4, -1).sum(axis=1)
     np.testing.assert_allclose(rho.double().reshape(4, -1).sum(dim=1).numpy(), target, rtol=0.25)
+
+
+def test_rank_levels_by_hand():
+    """8 voxels, bins=4, top_voxels=1, lower_levels=4: 0, 1/8, 2/8, 3/8 below the median, then
+    the tail 1 - (1/2, 1/4, 1/8) whose last bin holds one voxel, and 1."""
+    np.testing.assert_allclose(rank_levels(8, 4, 1, 4), [0, 0.125, 0.25, 0.375, 0.5, 0.75, 0.875, 1.0])
+    np.testing.assert_allclose(rank_levels(8, 4, 1), [0, 0.5, 0.75, 0.875, 1.0])  # HALOgen's: no lower levels

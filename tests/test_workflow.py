@@ -98,12 +98,16 @@ def test_all_outputs_exist_with_units(workflow_results):
 def test_stage_jobs_give_exactly_the_in_process_volume(workflow_results):
     r = workflow_results
     cfg = tiny(GenerationConfig)  # the settings the workflow's jobs ran with
-    sampler = load_sampler(r / "lodi/model.pt", cfg, "cpu")
+    sampler = load_sampler(r / "lodi/model_calibrated.pt", cfg, "cpu")  # lodi.tb_calibration: quantile
     cond, _ = load_condition(sampler, r / "halogen/predicted/CV_1.h5")
     state = generate_volume(sampler, cond, 0, "CV_1", cfg)
     with h5py.File(r / "generated/CV_1/latent_overlap_seed0.h5") as f:
         staged = torch.from_numpy(f["tb"][...])
     assert torch.equal(sampler.to_tb(state.x0).float(), staged)
+    # the T_b calibration (rule calibrate_lodi): the trained file plus the map, and it maps
+    trained = load_checkpoint(r / "lodi/model.pt", kind="lodi")
+    assert set(sampler.meta) - set(trained) == {"tb_calibration", "tb_calibration_samples"}
+    assert not torch.equal(sampler.to_tb(state.x0, calibrate=False).float(), staged)
 
 
 def test_a_seed_change_reruns_only_generation_and_figures(workflow_results, tmp_path):
@@ -187,7 +191,7 @@ def test_a_killed_stage_is_redone_and_earlier_stages_are_not(workflow_results, t
     out = snakemake(r, target, configfiles=overlay)
     assert out.returncode == 0, out.stderr[-2000:]
     cfg = tiny(GenerationConfig, shards=1)
-    sampler = load_sampler(r / "lodi/model.pt", cfg, "cpu")
+    sampler = load_sampler(r / "lodi/model_calibrated.pt", cfg, "cpu")
     cond, _ = load_condition(sampler, r / "halogen/predicted/CV_1.h5")
     state = generate_volume(sampler, cond, seed, "CV_1", cfg)
     with h5py.File(target) as f:

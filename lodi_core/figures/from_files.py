@@ -10,6 +10,7 @@ import torch
 
 from ..analysis.metrics import power_residual, spread_skill
 from ..analysis.posterior import posterior_stats
+from ..data.calibration import normalised_to_tb, tb_calibration
 from ..data.transforms import LogTransform
 from ..io import load_checkpoint, read_grids, read_hdf5
 from .builders import (
@@ -82,12 +83,14 @@ def plot_overlap_pair(pair_path, title, *paths) -> None:
 
 def plot_stages(model_path, state_paths, box_size: float, title, *paths) -> None:
     """Fig. 7 from files: the states after stages 1..8 (normalised x_0, known mask) turned
-    into T_b with the T_b normalisation stored in the LODI model file; ``box_size`` in Mpc/h."""
-    tb_transform = LogTransform.from_dict(load_checkpoint(model_path, kind="lodi")["tb_transform"])
+    into T_b with the T_b normalisation (and calibration) stored in the LODI model file;
+    ``box_size`` in Mpc/h."""
+    meta = load_checkpoint(model_path, kind="lodi")
+    tb_transform, calibration = LogTransform.from_dict(meta["tb_transform"]), tb_calibration(meta)
     maps, floor = [], None
     for p in state_paths:
         state, _ = read_hdf5(p, ["x0", "known"], what="generation state")
-        tb = tb_transform.inverse(torch.from_numpy(state["x0"]).float()).numpy()
+        tb = normalised_to_tb(torch.from_numpy(state["x0"]).float(), tb_transform, calibration).numpy()
         known = state["known"].astype(bool)
         if floor is None:
             floor = TB_FLOOR_FRACTION * float(tb[known].mean()) if known.any() else 1e-6

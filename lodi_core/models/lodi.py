@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..data.calibration import normalised_to_tb, tb_calibration
 from ..data.transforms import LogTransform
 from ..io import InputError, load_checkpoint, load_weights
 from ..runtime import autocast, memory_format
@@ -51,7 +52,8 @@ class BoxSampler:
     ``condition(halos)`` normalises physical halo channels (B, 4, b, b, b) in
     Msun (Mpc/h)^-3 (with the halo model's channel, for a model trained with it); ``sample``
     runs :func:`vdm.sample_loop` on boxes (with the hooks latent overlap needs); ``gammas`` is
-    the sampling grid; ``to_tb`` inverts the T_b normalisation (mK).
+    the sampling grid; ``to_tb`` inverts the T_b normalisation (mK) and maps through the model
+    file's T_b calibration where it has one (``lodi.tb_calibration``, beyond the paper).
     ``variance``: "posterior" steps with q(z_s | z_t, x_hat) (Eq. 14); "analytic" adds the
     spread of x given z_t stored in the model file (:meth:`vdm.VDM.x_variance`). ``clip``: the
     x_hat of every step is kept within the training data's range (:func:`vdm.clip_prediction`).
@@ -78,6 +80,7 @@ class BoxSampler:
         self.bf16 = bf16
         self.tb_transform = LogTransform.from_dict(meta["tb_transform"])
         self.halo_transform = LogTransform.from_dict(meta["halo_transform"])
+        self.tb_calibration = tb_calibration(meta)
         self.T = model.cfg.timesteps
         self.gammas = model.gammas(self.device).float()
         if variance not in ("posterior", "analytic"):
@@ -169,6 +172,7 @@ class BoxSampler:
             lambda z, i: self.predict_noise(z, i, cond), self.gammas, z, noise, impose, record, resample, self.x_var
         )
 
-    def to_tb(self, x0: torch.Tensor) -> torch.Tensor:
-        """Normalised x_0 -> T_b in mK."""
-        return self.tb_transform.inverse(x0)
+    def to_tb(self, x0: torch.Tensor, calibrate: bool = True) -> torch.Tensor:
+        """Normalised x_0 -> T_b in mK, through the model file's T_b calibration (where it has
+        one and ``calibrate``)."""
+        return normalised_to_tb(x0, self.tb_transform, self.tb_calibration if calibrate else None)

@@ -20,6 +20,7 @@ RESULTS = config.get("results", "results")
 HALOGEN_MODEL = f"{RESULTS}/halogen/model.pt"
 HALOGEN_CALIBRATED = f"{RESULTS}/halogen/model_calibrated.pt"
 LODI_MODEL = f"{RESULTS}/lodi/model.pt"
+LODI_CALIBRATED = f"{RESULTS}/lodi/model_calibrated.pt"
 
 
 def grid_file(sim="{sim}"):
@@ -58,6 +59,27 @@ def merge_stage_in_process(input, output, params, wildcards, log):
     stage = int(wildcards.stage)
     n = run_merge(input.get("state"), list(input.shards), stage, params.n_grid, params.box, output[0], attrs)
     Path(log[0]).write_text(f"stage {stage}: {n} boxes from {len(input.shards)} shard(s)\n")
+
+
+def lodi_tb_calibration():
+    """Whether LODI's T_b is calibrated (lodi.tb_calibration: quantile; beyond the paper)."""
+    return config["lodi"].get("tb_calibration", "none") != "none"
+
+
+def lodi_calibration_simulations():
+    """The simulations whose true T_b calibrates LODI (simulations.lodi_calibration, default
+    LODI's training simulations); none when lodi.tb_calibration is 'none'."""
+    if not lodi_tb_calibration():
+        return []
+    sims = config["simulations"]
+    return list(sims.get("lodi_calibration") or sims["lodi_train"])
+
+
+def lodi_for_tb():
+    """The LODI model file that turns generated volumes into T_b: the trained network, with its
+    T_b calibration when lodi.tb_calibration is not 'none'. Stage jobs use LODI_MODEL (the
+    calibration changes no box), so they need not wait for it."""
+    return LODI_CALIBRATED if lodi_tb_calibration() else LODI_MODEL
 
 
 def lodi_training_halos():
@@ -130,7 +152,7 @@ def check_config():
         problems.append(
             f"halogen.loss.beta has {len(halo['loss']['beta'])} entries, one per halo channel ({groups}) expected"
         )
-    from lodi_core.generation.halos import calibration_methods
+    from lodi_core.data.calibration import calibration_methods
 
     methods, calibration = [], halogen_calibration()
     if calibration:
@@ -167,6 +189,15 @@ def check_config():
             "warning: halogen.mass_calibration: mean with lodi.train.condition: true_halos: a LODI trained on "
             "the compact true halos paints ~3x the T_b on the calibrated, spread-out halos (docs/convergence.md); "
             "use condition: halogen, or mass_calibration: none as in config/paper.yaml",
+            file=sys.stderr,
+        )
+
+    overlap = set(lodi_calibration_simulations()) & set(config["simulations"]["halogen_train"])
+    if overlap and config["generation"]["condition_on"] == "halogen":
+        print(
+            f"warning: lodi.tb_calibration on HALOgen's halos of {sorted(overlap)}, which HALOgen trained on: its "
+            "halos there are not those of unseen simulations, and the map fitted on them made the held-out "
+            "spectra worse (docs/convergence.md, 'Calibrating T_b'); name others in simulations.lodi_calibration",
             file=sys.stderr,
         )
 
@@ -272,7 +303,7 @@ def camels_downloads(output):
 def simulations():
     """Every simulation the config names, in a stable order."""
     sims = config["simulations"]
-    names = sims["halogen_train"] + sims["lodi_train"] + sims["test"]
+    names = sims["halogen_train"] + sims["lodi_train"] + lodi_calibration_simulations() + sims["test"]
     return list(dict.fromkeys(names))
 
 

@@ -75,7 +75,7 @@ rule fig7_stages:
     """Fig. 7: the volume after each of the 8 stages, three orthogonal projections (first
     test simulation, first seed)."""
     input:
-        model=LODI_MODEL,
+        model=lodi_for_tb(),
         states=[state_file(FIRST_SIM, FIRST_SEED, stage) for stage in range(1, 9)],
     output:
         pdf=report(figure_file("fig7_stages"), caption="../report/fig7_stages.rst", category="Generation"),

@@ -62,7 +62,7 @@ rule merge_stage:
 rule assemble_latent_overlap:
     """The T_b volume (mK) after the 8 stages, with provenance."""
     input:
-        model=LODI_MODEL,
+        model=lodi_for_tb(),
         halos=halo_source,
         state=state_file(stage=8),
     output:
@@ -84,7 +84,7 @@ rule generate_baseline:
     """Tiling (independent non-overlapping boxes) or averaging (independent overlapping
     boxes, overlaps averaged), for the comparison figures (a GPU job)."""
     input:
-        model=LODI_MODEL,
+        model=lodi_for_tb(),
         halos=halo_source,
     output:
         volume_file(),
@@ -110,7 +110,7 @@ rule overlap_pair:
     condition, box B with latent overlap and independently; its latents at a few reverse
     steps and the final T_b (a GPU job)."""
     input:
-        model=LODI_MODEL,
+        model=lodi_for_tb(),
         halos=halo_source_file(FIRST_SIM),
     output:
         f"{RESULTS}/generated/{FIRST_SIM}/overlap_pair_seed{FIRST_SEED}.h5",

@@ -30,3 +30,32 @@ rule train_lodi:
         "train lodi --settings {params.settings:q} --grids {input.grids:q} --halos {input.halos:q} "
         "--checkpoint {params.checkpoint:q} --model {output.model:q} --history {output.history:q} "
         "--device {params.device} --threads {threads} --timeout {resources.collective_timeout_s} --log-file {log:q}"
+
+
+rule calibrate_lodi:
+    """The trained LODI with its T_b calibration (beyond the paper; lodi.tb_calibration):
+    a quantile map from the T_b of its latent-overlap volumes of the calibration simulations
+    (on the halo channels generation conditions on) to their true T_b, applied to every
+    generated volume. Stage jobs do not wait for it."""
+    input:
+        model=LODI_MODEL,
+        grids=grid_files(lodi_calibration_simulations()),
+        halos=[halo_source_file(sim) for sim in lodi_calibration_simulations()],
+    output:
+        LODI_CALIBRATED,
+    log:
+        log_file("calibrate_lodi"),
+    benchmark:
+        rule_benchmark("calibrate_lodi")
+    retries: 2
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=True),
+    params:
+        generation=generation_params(),
+        samples=config["lodi"].get("tb_calibration_samples", 2),
+        device=config["device"],
+    script:
+        "../scripts/calibrate_lodi.py"
