@@ -131,3 +131,24 @@ def normalised_to_tb(x0: torch.Tensor, tb_transform, calibration: Calibration | 
 def tb_calibration(meta: dict) -> Calibration | None:
     """The T_b calibration of a LODI model file's content (``lodi.tb_calibration``), if any."""
     return Calibration.from_dict(meta["tb_calibration"]) if meta.get("tb_calibration") else None
+
+
+TB_CALIBRATION_BINS = 64  # knots of LODI's T_b map above and below the median
+
+
+def fit_tb_calibration(generated: list[np.ndarray], true: list[np.ndarray]) -> Calibration:
+    """LODI's T_b calibration (``lodi.tb_calibration: quantile``) from its T_b volumes of the
+    calibration simulations and their true T_b (one true volume per generated one): the
+    quantile map (:func:`fit_calibration`, ``TB_CALIBRATION_BINS`` knots above and below the
+    median), scaled so that it keeps the generated volumes' total T_b. It corrects the shape of
+    the one-point distribution, which P(k) of T_b/<T_b> depends on, and leaves the level to
+    LODI: a level taken from two 12.5 Mpc/h calibration fields carries their own HI content
+    (docs/convergence.md, "Calibrating T_b")."""
+    bins = TB_CALIBRATION_BINS
+    cal = fit_calibration(
+        [g[None] for g in generated], [t[None] for t in true], "quantile", bins=bins, lower_levels=bins
+    )
+    g = np.concatenate([np.asarray(x, np.float64).ravel() for x in generated])
+    mapped = np.interp(_log10_value(g), cal.log_pred[0], cal.rho[0])
+    scale = g.sum() / mapped.sum()
+    return Calibration(cal.log_pred, (tuple(float(y) * scale for y in cal.rho[0]),))

@@ -12,7 +12,7 @@ import torch
 
 from ..config import ConfigSection
 from ..data.boxes import box_grid, box_origins, stage_indices, tiling_origins
-from ..data.calibration import fit_calibration
+from ..data.calibration import fit_tb_calibration
 from ..io import InputError, read_grids, read_hdf5, write_hdf5
 from ..models.lodi import BoxSampler
 from .overlap import VolumeState, generate_independent, merge_boxes, pair_trajectory, sample_stage_shard
@@ -21,7 +21,6 @@ from .volumes import volume_attrs, write_tb_volume
 log = logging.getLogger(__name__)
 
 METHODS = ("latent_overlap", "tiling", "averaging")
-TB_CALIBRATION_BINS = 64  # knots of the T_b quantile map above and below the median
 
 
 @dataclass(frozen=True)
@@ -284,12 +283,12 @@ def calibrate_lodi(
     model_path, halos_paths: list, grid_paths: list, cfg: GenerationConfig, samples: int, device, progress=False
 ) -> dict:
     """The LODI model file's content with its T_b calibration (``lodi.tb_calibration``, beyond
-    the paper): the quantile map (:func:`..data.calibration.fit_calibration`) from the T_b of
-    ``samples`` latent-overlap volumes of each training simulation (seeds 0, 1, ..., on the halo
-    channels in ``halos_paths``, as generation conditions) to the simulations' true T_b
-    (``grid_paths``). Measured in docs/convergence.md ("Calibrating T_b"): the samples' bright
-    end drifts by tens of per cent between trainings and snapshots of one training, and P(k)
-    of T_b/<T_b> with it; the map, a property of the trained network, pins it."""
+    the paper; :func:`..data.calibration.fit_tb_calibration`): a map fitted on ``samples``
+    latent-overlap volumes of each calibration simulation (seeds 0, 1, ..., on the halo
+    channels in ``halos_paths``, those generation conditions on) against the simulations' true
+    T_b (``grid_paths``). Trainings, and snapshots of one training, put the bright end of T_b
+    tens of per cent apart, and P(k) of T_b/<T_b> with it; the map is a property of the
+    trained network, and pins it (docs/convergence.md, "Calibrating T_b")."""
     if len(halos_paths) != len(grid_paths) or not grid_paths or samples < 1:
         raise ValueError("T_b calibration needs one halo file per training grid, at least one, and samples >= 1")
     sampler = load_sampler(model_path, cfg, device)
@@ -301,11 +300,9 @@ def calibrate_lodi(
         sim = str(attrs.get("simulation", Path(halos_path).stem))
         for seed in range(samples):
             x0 = generate_volume(sampler, cond, seed, sim, cfg, progress=progress).x0.float()
-            generated.append(sampler.to_tb(x0, calibrate=False).cpu().numpy()[None])
-        true.append(read_grids(grid_path, ("tb",))[0]["tb"][None])
-    calibration = fit_calibration(
-        generated, true, "quantile", bins=TB_CALIBRATION_BINS, lower_levels=TB_CALIBRATION_BINS
-    )
+            generated.append(sampler.to_tb(x0, calibrate=False).cpu().numpy())
+        true += [read_grids(grid_path, ("tb",))[0]["tb"]] * samples
+    calibration = fit_tb_calibration(generated, true)
     return {**sampler.meta, "tb_calibration": calibration.to_dict(), "tb_calibration_samples": int(samples)}
 
 
