@@ -53,6 +53,8 @@ from lodi_core.figures.style import plt, save_figure  # noqa: E402
 from lodi_core.generation.jobs import GenerationConfig, calibrate_lodi  # noqa: E402
 from lodi_core.io import read_grids, write_csv  # noqa: E402
 
+FIT_TITLES = {"leave_one_out": "the other two fields (leave one out)", "target": "each sample's own target (oracle)"}
+
 
 def sample_path(run: Path, sim: str, w: float, seed: int) -> Path:
     return run / f"held_out_{sim}_w{w}_seed{seed}.npy"
@@ -162,7 +164,7 @@ def summarise(csv: Path) -> None:
         ax.bar(x + 0.2, w["calibrated"], 0.4, label="calibrated", color="C0")
         ax.axhline(0.1, color="k", lw=0.8, ls="--", label="the paper's 10 %")
         ax.set_xticks(x, w["run"], rotation=60, ha="right", fontsize=7)
-        ax.set_title(f"map fitted on: {fit.replace('_', ' ')}", fontsize=9)
+        ax.set_title(f"map fitted on {FIT_TITLES.get(fit, f'{fit} by calibrate_lodi')}", fontsize=9)
         ax.set_ylabel(r"mean $|\langle P/P_{\rm expected}\rangle - 1|$, $k \leq 10\,h$/Mpc")
         ax.legend(fontsize=7)
     fig.tight_layout()
