@@ -126,7 +126,9 @@ def main(args) -> None:
                     )
                     power = power[power["n_modes"] > 1]
                     ratio = power["pk_generated"] / power["pk_expected"]
-                    spectra.append(pd.DataFrame({**keys, "tb": tb_kind, "k": power["k"], "ratio": ratio}))
+                    spectra.append(
+                        pd.DataFrame({**keys, "tb": tb_kind, "k": power["k"].round(6), "ratio": ratio.round(6)})
+                    )
         print(f"{run.name}: scored", flush=True)
     gather(pd.DataFrame(rows), csv, ["run", "fit"])
     gather(pd.concat(spectra, ignore_index=True), csv.with_name(csv.stem + "_pk.csv"), ["run", "fit"])

@@ -1,6 +1,6 @@
-"""Calibration of a model's output field against the training simulations (beyond the paper):
-per channel, a non-decreasing map from the model's value to a true value, fitted on the
-training simulations and applied at inference. HALOgen's mass calibration
+"""Calibration of a model's output field (beyond the paper): per channel, a non-decreasing map
+from the model's value to a true value, fitted on simulations whose truth is known and applied
+at inference. HALOgen's mass calibration
 (``halogen.mass_calibration``, ``generation.halos.calibrate_halogen``) and LODI's T_b
 calibration (``lodi.tb_calibration``, ``generation.jobs.calibrate_lodi``) are both one."""
 
@@ -77,8 +77,9 @@ def fit_calibration(
     top_voxels: int = 20,
     lower_levels: int = 1,
 ) -> Calibration:
-    """:class:`Calibration` from a model's (C, N, N, N) outputs on the training simulations
-    (uncalibrated) and their true (C, N, N, N) fields, per channel over the pooled voxels. Both
+    """:class:`Calibration` from a model's (C, N, N, N) outputs (uncalibrated) on simulations
+    whose truth is known (HALOgen: its training simulations) and their true (C, N, N, N)
+    fields, per channel over the pooled voxels. Both
     methods use the knots' :func:`rank_levels` (``bins``, ``top_voxels``, ``lower_levels``).
 
     - ``mean``: E[true | predicted]. Bins of log10 of the prediction between those levels
@@ -121,7 +122,7 @@ def fit_calibration(
 
 def normalised_to_tb(x0: torch.Tensor, tb_transform, calibration: Calibration | None) -> torch.Tensor:
     """LODI's normalised x_0 -> T_b in mK: the inverse of ``tb_transform`` (a
-    :class:`..data.transforms.LogTransform`), then the T_b ``calibration`` where there is one."""
+    :class:`.transforms.LogTransform`), then the T_b ``calibration`` where there is one."""
     tb = tb_transform.inverse(x0)
     if calibration is not None:
         tb = calibration.apply(tb.reshape(1, -1)).reshape(tb.shape)

@@ -31,7 +31,7 @@ def predict_halos(
 ) -> torch.Tensor:
     """HALOgen on a whole box: windows of the training size every ``stride`` cells,
     overlaps averaged (Sec. 2.1.1), inverted to Msun (Mpc/h)^-3, mapped through the model
-    file's mass :class:`~.calibration.Calibration` where it has one (and ``calibrate``), and
+    file's mass :class:`..data.calibration.Calibration` where it has one (and ``calibrate``), and
     voxels with log10 rho_h < ``post_threshold`` set to 0 (Sec. 3.1); ``bf16`` autocast and the
     ``channels_last`` layout for speed (config ``halogen.inference``)."""
     device = next(model.parameters()).device
@@ -63,7 +63,7 @@ def calibrate_halogen(
     model: HALOgen, meta: dict, grid_files: list, inference: dict, method: str | list = "mean"
 ) -> dict:
     """The model file's content with its mass calibration (``method``, see
-    :func:`~.calibration.fit_calibration`): HALOgen regresses log rho_h (Eq. 5), so where a
+    :func:`..data.calibration.fit_calibration`): HALOgen regresses log rho_h (Eq. 5), so where a
     halo's position or mass channel is uncertain it predicts a mean of the logarithm, orders of
     magnitude below the mean density, and the channel's mass is lost. The map is fitted on the
     training simulations' grid files (their ``dm`` and ``halos``), predicted as at inference

@@ -287,10 +287,10 @@ def calibrate_lodi(
     latent-overlap volumes of each calibration simulation (seeds 0, 1, ..., on the halo
     channels in ``halos_paths``, those generation conditions on) against the simulations' true
     T_b (``grid_paths``). Trainings, and snapshots of one training, put the bright end of T_b
-    tens of per cent apart, and P(k) of T_b/<T_b> with it; the map is a property of the
-    trained network, and pins it (docs/convergence.md, "Calibrating T_b")."""
+    tens of per cent apart, and P(k) of T_b/<T_b> with it; the map, a property of the trained
+    network, pins that shape (docs/convergence.md, "Calibrating T_b")."""
     if len(halos_paths) != len(grid_paths) or not grid_paths or samples < 1:
-        raise ValueError("T_b calibration needs one halo file per training grid, at least one, and samples >= 1")
+        raise ValueError("T_b calibration needs one halo file per calibration grid, at least one, and samples >= 1")
     sampler = load_sampler(model_path, cfg, device)
     if sampler.tb_calibration is not None:
         raise InputError(model_path, "already has a T_b calibration; expected the trained LODI model file")

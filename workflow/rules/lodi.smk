@@ -35,8 +35,8 @@ rule train_lodi:
 rule calibrate_lodi:
     """The trained LODI with its T_b calibration (beyond the paper; lodi.tb_calibration):
     a quantile map from the T_b of its latent-overlap volumes of the calibration simulations
-    (on the halo channels generation conditions on) to their true T_b, applied to every
-    generated volume. Stage jobs do not wait for it."""
+    (on the halo channels generation conditions on) to their true T_b, scaled to keep LODI's
+    total, applied to every generated volume. Stage jobs do not wait for it."""
     input:
         model=LODI_MODEL,
         grids=grid_files(lodi_calibration_simulations()),
