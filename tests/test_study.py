@@ -17,7 +17,7 @@ STUDY_CONFIG = REPO / "tests" / "study_config.yaml"
 
 
 def _lodi_config(**train):
-    lodi = {k: dict(v) for k, v in TINY_CONFIG["lodi"].items()}
+    lodi = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY_CONFIG["lodi"].items()}  # tb_calibration: a str
     lodi["train"].update(
         box=8,
         candidate_stride=4,
