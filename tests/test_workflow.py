@@ -287,6 +287,17 @@ def test_lodi_learns_from_halogen_halos_when_configured(workflow_results, tmp_pa
     assert model["halo_transform"]["mean"] == pytest.approx(LogTransform.fit([condition], floor, 0).mean)
 
 
+def test_tb_calibration_on_halogens_own_simulations_warns(tmp_path):
+    """The T_b calibration fitted on HALOgen's halos of a simulation HALOgen trained on made the
+    held-out spectra worse (docs/convergence.md): the workflow says so (the test config does
+    it, on CV_0), and not for a simulation HALOgen did not see."""
+    assert "warning: lodi.tb_calibration on HALOgen's halos of ['CV_0']" in snakemake(tmp_path, dry_run=True).stderr
+    other = tmp_path / "other.yaml"
+    other.write_text("simulations:\n  lodi_calibration: [CV_1]\n")
+    out = snakemake(tmp_path, configfiles=(other,), dry_run=True)
+    assert out.returncode == 0 and "warning: lodi.tb_calibration" not in out.stderr, out.stderr[-2000:]
+
+
 def test_the_report_builds(workflow_results, tmp_path):
     report = tmp_path / "report.zip"
     out = snakemake(workflow_results, "--report", str(report))
