@@ -150,6 +150,5 @@ def fit_tb_calibration(generated: list[np.ndarray], true: list[np.ndarray]) -> C
         [g[None] for g in generated], [t[None] for t in true], "quantile", bins=bins, lower_levels=bins
     )
     g = np.concatenate([np.asarray(x, np.float64).ravel() for x in generated])
-    mapped = np.interp(_log10_value(g), cal.log_pred[0], cal.rho[0])
-    scale = g.sum() / mapped.sum()
+    scale = g.sum() / cal.apply(torch.from_numpy(g[None])).double().sum().item()
     return Calibration(cal.log_pred, (tuple(float(y) * scale for y in cal.rho[0]),))
