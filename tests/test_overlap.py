@@ -165,7 +165,7 @@ def test_tb_calibration_gives_the_volume_it_was_fitted_on_the_true_contrast_and_
 
     cfg = tiny(GenerationConfig, overlap=2, batch_size=16, bf16=False)
     content = calibrate_lodi(lodi_model[0], [grid_file], [grid_file], cfg, 1, "cpu")
-    assert set(content) - set(lodi_model[1]) == {"tb_calibration", "tb_calibration_samples"}
+    assert set(content) - set(lodi_model[1]) == {"tb_calibration", "tb_calibration_samples", "tb_calibration_level"}
     save_checkpoint(tmp_path / "calibrated.pt", content)
     grids, attrs = read_grids(grid_file, ("tb",))
     true, sim = grids["tb"], str(attrs.get("simulation", grid_file.stem))
@@ -182,3 +182,26 @@ def test_tb_calibration_gives_the_volume_it_was_fitted_on_the_true_contrast_and_
     torch.testing.assert_close(sampler.to_tb(x0, calibrate=False), raw_sampler.to_tb(x0))
     with pytest.raises(InputError, match="already has a T_b calibration"):
         calibrate_lodi(tmp_path / "calibrated.pt", [grid_file], [grid_file], cfg, 1, "cpu")
+
+
+def test_tb_calibration_level_is_lodis_or_the_calibration_simulations():
+    """fit_tb_calibration's scale (lodi.tb_calibration_level): the calibrated volumes keep the
+    generated total T_b ("lodi") or take the true total ("calibration"); the two maps differ by
+    that factor only, so T_b/<T_b> is the same; another level is refused."""
+    from lodi_core.data.calibration import fit_tb_calibration
+
+    rng = np.random.default_rng(0)
+    true = [10 ** rng.normal(-1.0, 0.5, (16, 16, 16)) for _ in range(2)]
+    generated = [0.6 * t**1.3 + 1e-3 for t in true]  # fainter, more contrast; the same ranks
+    g = torch.from_numpy(np.stack([x[None] for x in generated])).float()
+    out = {
+        level: torch.cat([fit_tb_calibration(generated, true, level).apply(x) for x in g]).double().numpy()
+        for level in ("lodi", "calibration")
+    }
+    assert out["lodi"].sum() == pytest.approx(sum(x.sum() for x in generated), rel=1e-4)
+    assert out["calibration"].sum() == pytest.approx(sum(t.sum() for t in true), rel=1e-4)
+    ratio = sum(t.sum() for t in true) / sum(x.sum() for x in generated)
+    assert abs(ratio - 1) > 0.2  # the two levels are far apart here
+    np.testing.assert_allclose(out["calibration"], ratio * out["lodi"], rtol=1e-4)
+    with pytest.raises(ValueError, match="level 'target'"):
+        fit_tb_calibration(generated, true, "target")

@@ -106,7 +106,7 @@ def test_stage_jobs_give_exactly_the_in_process_volume(workflow_results):
     assert torch.equal(sampler.to_tb(state.x0).float(), staged)
     # the T_b calibration (rule calibrate_lodi): the trained file plus the map, and it maps
     trained = load_checkpoint(r / "lodi/model.pt", kind="lodi")
-    assert set(sampler.meta) - set(trained) == {"tb_calibration", "tb_calibration_samples"}
+    assert set(sampler.meta) - set(trained) == {"tb_calibration", "tb_calibration_samples", "tb_calibration_level"}
     assert not torch.equal(sampler.to_tb(state.x0, calibrate=False).float(), staged)
 
 

@@ -24,10 +24,13 @@ For each run and test simulation the samples are mapped through lodi_core's T_b 
 Rows (gathered into the CSV by run and fit): per run, test simulation, sample and ``tb``
 (raw or calibrated), mean and max |P/P_expected - 1| for k <= 5 and 10 (P of T_b/<T_b>; the
 expected power is that of the target and its hi_redraw draws, as held_out.py), r(k = 1) and the
-sample's mean, median and 99th percentile of T_b over the target's. <csv>_summary.csv: per
+sample's mean, median and 99th percentile of T_b over the target's; for the calibrated rows
+without ``--fit-on``, ``tb_mean_level``: its mean over the target's with the map's other level
+(``lodi.tb_calibration_level: calibration``, the calibration simulations' total T_b; P(k) of
+T_b/<T_b> is the same with either). <csv>_summary.csv: per
 run, fit and ``tb``, the mean over its samples of P/P_expected and its mean |ratio - 1| for
-k <= 5 and 10 (held_out_figure.py's bias) and the samples' means of the rows' numbers, with
-<csv>.png.
+k <= 5 and 10 (held_out_figure.py's bias), the samples' means of the rows' numbers and, for
+``tb_mean`` and ``tb_mean_level``, their mean |x - 1| (``_error``), with <csv>.png.
 """
 
 import argparse
@@ -78,10 +81,11 @@ def fitted_on_training(run: Path, sims: list, w: float, results: Path, halogen: 
     return Calibration.from_dict(json.loads(cache.read_text()))
 
 
-def leave_one_out(run: Path, test: list, sim: str, w: float, truth: dict) -> Calibration:
+def leave_one_out(run: Path, test: list, sim: str, w: float, truth: dict, level: str = "lodi") -> Calibration:
     """The map fitted on seed 0 of the other test simulations."""
     others = [s for s in test if s != sim]
-    return fit_tb_calibration([np.load(sample_path(run, s, w, 0)) for s in others], [truth[s] for s in others])
+    generated = [np.load(sample_path(run, s, w, 0)) for s in others]
+    return fit_tb_calibration(generated, [truth[s] for s in others], level)
 
 
 def main(args) -> None:
@@ -103,11 +107,15 @@ def main(args) -> None:
             calibration = (
                 trained if trained is not None or oracle else leave_one_out(run, args.test, sim, args.guidance, truth)
             )
+            leveled = None if args.fit_on else leave_one_out(run, args.test, sim, args.guidance, truth, "calibration")
             for seed in range(args.samples):
                 raw = np.load(sample_path(run, sim, args.guidance, seed))
                 if oracle:
                     calibration = fit_tb_calibration([raw], [truth[sim]])
                 calibrated = calibration.apply(torch.from_numpy(raw[None]).float()).numpy()[0]
+                level = np.nan  # <T_b>/target's with the calibration simulations' level (leave one out)
+                if leveled is not None:
+                    level = leveled.apply(torch.from_numpy(raw[None]).float()).double().mean().item() / truth[sim].mean()
                 for tb_kind, tb in (("raw", raw), ("calibrated", calibrated)):
                     tb = tb.astype(np.float64)
                     power = power_table(tb, truth[sim], expected[sim], box[sim])
@@ -122,6 +130,7 @@ def main(args) -> None:
                             "tb_mean": tb.mean() / t.mean(),
                             "tb_q50": np.median(tb) / np.median(t),
                             "tb_q99": np.quantile(tb, 0.99) / np.quantile(t, 0.99),
+                            "tb_mean_level": level if tb_kind == "calibrated" else np.nan,
                         }
                     )
                     power = power[power["n_modes"] > 1]
@@ -153,11 +162,14 @@ def summarise(csv: Path) -> None:
             }
         )
     per_sample = pd.read_csv(csv).groupby(["run", "fit", "tb"], sort=False)
-    columns = ["mean_abs_expected_k10", "r_k1", "tb_mean", "tb_q99"]
+    columns = ["mean_abs_expected_k10", "r_k1", "tb_mean", "tb_q99", "tb_mean_level"]
     summary = pd.DataFrame(rows).merge(per_sample[columns].mean().reset_index(), on=["run", "fit", "tb"])
+    for col in ("tb_mean", "tb_mean_level"):  # how far <T_b> is from the target's, on average over the samples
+        error = per_sample[col].apply(lambda x: (x - 1).abs().mean(skipna=False)).rename(f"{col}_error")
+        summary = summary.merge(error.reset_index(), on=["run", "fit", "tb"])
     write_csv(summary.round(4), csv.with_name(csv.stem + "_summary.csv"))
     wide = summary.pivot_table(index=["fit", "run"], columns="tb", values="bias_k10", sort=False).reset_index()
-    fits = list(dict.fromkeys(wide["fit"]))
+    fits = sorted(set(wide["fit"]), key=lambda f: (f != "leave_one_out", f != "target", f))  # gathering reorders
     fig, axes = plt.subplots(1, len(fits), figsize=(5.5 * len(fits), 4.2), squeeze=False)
     for ax, fit in zip(axes[0], fits):
         w = wide[wide["fit"] == fit]

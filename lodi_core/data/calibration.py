@@ -137,18 +137,27 @@ def tb_calibration(meta: dict) -> Calibration | None:
 TB_CALIBRATION_BINS = 64  # knots of LODI's T_b map above and below the median
 
 
-def fit_tb_calibration(generated: list[np.ndarray], true: list[np.ndarray]) -> Calibration:
+TB_CALIBRATION_LEVELS = ("lodi", "calibration")
+
+
+def fit_tb_calibration(generated: list[np.ndarray], true: list[np.ndarray], level: str = "lodi") -> Calibration:
     """LODI's T_b calibration (``lodi.tb_calibration: quantile``) from its T_b volumes of the
     calibration simulations and their true T_b (one true volume per generated one): the
     quantile map (:func:`fit_calibration`, ``TB_CALIBRATION_BINS`` knots above and below the
-    median), scaled so that it keeps the generated volumes' total T_b. It corrects the shape of
-    the one-point distribution, which P(k) of T_b/<T_b> depends on, and leaves the level to
-    LODI: a level taken from two 12.5 Mpc/h calibration fields carries their own HI content
-    (docs/convergence.md, "Calibrating T_b")."""
+    median), scaled so that the calibrated volumes' total T_b is the generated volumes' total
+    (``level="lodi"``: the shape of the one-point distribution, which P(k) of T_b/<T_b> depends
+    on, is corrected and the level <T_b> left to LODI) or the true volumes' total
+    (``"calibration"``: LODI's mean bias on the calibration simulations is divided out too).
+    The scale multiplies every voxel, so P(k) of T_b/<T_b> is the same with either. A level from
+    two 12.5 Mpc/h fields serves on the true halos and can fail on HALOgen's, whose errors differ
+    from field to field (docs/convergence.md, "Calibrating T_b")."""
+    if level not in TB_CALIBRATION_LEVELS:
+        raise ValueError(f"T_b calibration level {level!r}: expected one of {', '.join(TB_CALIBRATION_LEVELS)}")
     bins = TB_CALIBRATION_BINS
     cal = fit_calibration(
         [g[None] for g in generated], [t[None] for t in true], "quantile", bins=bins, lower_levels=bins
     )
     g = np.concatenate([np.asarray(x, np.float64).ravel() for x in generated])
-    scale = g.sum() / cal.apply(torch.from_numpy(g[None])).double().sum().item()
+    total = g.sum() if level == "lodi" else sum(np.asarray(t, np.float64).sum() for t in true)
+    scale = total / cal.apply(torch.from_numpy(g[None])).double().sum().item()
     return Calibration(cal.log_pred, (tuple(float(y) * scale for y in cal.rho[0]),))

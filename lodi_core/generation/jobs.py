@@ -280,7 +280,14 @@ def generate_tb(
 
 
 def calibrate_lodi(
-    model_path, halos_paths: list, grid_paths: list, cfg: GenerationConfig, samples: int, device, progress=False
+    model_path,
+    halos_paths: list,
+    grid_paths: list,
+    cfg: GenerationConfig,
+    samples: int,
+    device,
+    level: str = "lodi",
+    progress=False,
 ) -> dict:
     """The LODI model file's content with its T_b calibration (``lodi.tb_calibration``, beyond
     the paper; :func:`..data.calibration.fit_tb_calibration`): a map fitted on ``samples``
@@ -288,7 +295,8 @@ def calibrate_lodi(
     channels in ``halos_paths``, those generation conditions on) against the simulations' true
     T_b (``grid_paths``). Trainings, and snapshots of one training, put the bright end of T_b
     tens of per cent apart, and P(k) of T_b/<T_b> with it; the map, a property of the trained
-    network, pins that shape (docs/convergence.md, "Calibrating T_b")."""
+    network, pins that shape; ``level`` says whose <T_b> the map keeps, LODI's or the
+    calibration simulations' (docs/convergence.md, "Calibrating T_b")."""
     if len(halos_paths) != len(grid_paths) or not grid_paths or samples < 1:
         raise ValueError("T_b calibration needs one halo file per calibration grid, at least one, and samples >= 1")
     sampler = load_sampler(model_path, cfg, device)
@@ -302,8 +310,13 @@ def calibrate_lodi(
             x0 = generate_volume(sampler, cond, seed, sim, cfg, progress=progress).x0.float()
             generated.append(sampler.to_tb(x0, calibrate=False).cpu().numpy())
         true += [read_grids(grid_path, ("tb",))[0]["tb"]] * samples
-    calibration = fit_tb_calibration(generated, true)
-    return {**sampler.meta, "tb_calibration": calibration.to_dict(), "tb_calibration_samples": int(samples)}
+    calibration = fit_tb_calibration(generated, true, level)
+    return {
+        **sampler.meta,
+        "tb_calibration": calibration.to_dict(),
+        "tb_calibration_samples": int(samples),
+        "tb_calibration_level": level,
+    }
 
 
 def pick_pair_origin(halos, box: int, overlap: int, axis: int = 0) -> tuple:

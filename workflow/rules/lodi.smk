@@ -36,7 +36,8 @@ rule calibrate_lodi:
     """The trained LODI with its T_b calibration (beyond the paper; lodi.tb_calibration):
     a quantile map from the T_b of its latent-overlap volumes of the calibration simulations
     (on the halo channels generation conditions on) to their true T_b, scaled to keep LODI's
-    total, applied to every generated volume. Stage jobs do not wait for it."""
+    total (or the calibration simulations': lodi.tb_calibration_level), applied to every
+    generated volume. Stage jobs do not wait for it."""
     input:
         model=LODI_MODEL,
         grids=grid_files(lodi_calibration_simulations()),
@@ -56,6 +57,7 @@ rule calibrate_lodi:
     params:
         generation=generation_params(),
         samples=config["lodi"].get("tb_calibration_samples", 2),
+        level=config["lodi"].get("tb_calibration_level", "lodi"),
         device=config["device"],
     script:
         "../scripts/calibrate_lodi.py"

@@ -14,6 +14,7 @@ def main():
         GenerationConfig.from_dict(p.generation),
         int(p.samples),
         pick_device(p.device),
+        level=p.level,
         progress=True,
     )
     save_checkpoint(snakemake.output[0], content)
