@@ -115,7 +115,9 @@ def main(args) -> None:
                 calibrated = calibration.apply(torch.from_numpy(raw[None]).float()).numpy()[0]
                 level = np.nan  # <T_b>/target's with the calibration simulations' level (leave one out)
                 if leveled is not None:
-                    level = leveled.apply(torch.from_numpy(raw[None]).float()).double().mean().item() / truth[sim].mean()
+                    level = (
+                        leveled.apply(torch.from_numpy(raw[None]).float()).double().mean().item() / truth[sim].mean()
+                    )
                 for tb_kind, tb in (("raw", raw), ("calibrated", calibrated)):
                     tb = tb.astype(np.float64)
                     power = power_table(tb, truth[sim], expected[sim], box[sim])
