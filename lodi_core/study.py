@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from .analysis.halogen_eval import evaluate_halos
-from .analysis.metrics import value_at, volume_metrics
+from .analysis.metrics import value_at, volume_metrics, with_tb
 from .generation.halos import calibrate_halogen, predict_halos
-from .generation.jobs import GenerationConfig, generate_tb, load_condition, load_sampler
+from .generation.jobs import GenerationConfig, generate_volume, load_condition, load_sampler
 from .io import load_checkpoint, read_grids, save_checkpoint, write_csv, write_grids
 from .models.halogen import HalogenConfig, LossConfig, load_halogen
 from .models.unet import DenoiserConfig
@@ -137,15 +137,19 @@ def score_lodi(
     model_path, halos_path, grid_path, out_csv, generation: dict, seed: int, simulation: str, device, labels: dict
 ) -> None:
     """Generate ``simulation`` by latent overlap with a LODI snapshot on ``halos_path`` (all
-    eight stages in one process) and write one row: ``labels`` (variant, condition), the
-    snapshot's step and training wall time, the generation time and
-    :func:`analysis.metrics.volume_metrics` against the target T_b."""
+    eight stages in one process) and write one row per T_b: ``labels`` (variant, condition),
+    ``tb`` (``raw``, as painted; and ``calibrated`` when the model file has a T_b calibration,
+    the same volume through it), the snapshot's step and training wall time, the generation
+    time and :func:`analysis.metrics.volume_metrics` against the target T_b."""
     cfg = GenerationConfig.from_dict(generation)
     sampler = load_sampler(model_path, cfg, device)
     cond, _ = load_condition(sampler, halos_path)
     t0 = time.perf_counter()
-    tb = generate_tb(sampler, cond, seed, simulation, cfg)
+    x0 = generate_volume(sampler, cond, seed, simulation, cfg).x0.float()
     generation_s = time.perf_counter() - t0
+    volumes = {"raw": sampler.to_tb(x0, calibrate=False)}
+    if sampler.tb_calibration is not None:
+        volumes["calibrated"] = sampler.to_tb(x0)
     target, attrs = read_grids(grid_path, ("tb",))
     vattrs = {
         "method": "latent_overlap",
@@ -155,17 +159,21 @@ def score_lodi(
         "overlap": cfg.overlap,
         "periodic": cfg.periodic,
     }
-    row = {
-        "model": "lodi",
-        **labels,
-        "step": int(sampler.meta["steps"]),
-        "time_s": float(sampler.meta.get("time_s", np.nan)),
-        "simulation": simulation,
-        "seed": seed,
-        "generation_s": generation_s,
-        **volume_metrics(tb, target["tb"], vattrs),
-    }
-    write_csv(pd.DataFrame([row]), out_csv)
+    rows = [
+        {
+            "model": "lodi",
+            **labels,
+            "tb": kind,
+            "step": int(sampler.meta["steps"]),
+            "time_s": float(sampler.meta.get("time_s", np.nan)),
+            "simulation": simulation,
+            "seed": seed,
+            "generation_s": generation_s,
+            **volume_metrics(tb.cpu().numpy(), target["tb"], vattrs),
+        }
+        for kind, tb in volumes.items()
+    ]
+    write_csv(pd.DataFrame(rows), out_csv)
 
 
 def baseline_rows(volume_paths, grid_paths: dict) -> pd.DataFrame:
@@ -214,14 +222,14 @@ SUMMARY_METRICS = (
 
 
 def summary(table: pd.DataFrame, out_csv=None) -> pd.DataFrame:
-    """The learning curve in one row per LODI snapshot and condition (means over simulations
-    and seeds, with ``n`` the number of volumes), per HALOgen epoch and channel, and per
+    """The learning curve in one row per LODI snapshot, condition and T_b (means over
+    simulations and seeds, with ``n`` the number of volumes), per HALOgen epoch and channel, and per
     baseline: what docs/convergence.md quotes."""
     parts = []
-    lodi = table[table["model"] == "lodi"]
+    lodi = with_tb(table[table["model"] == "lodi"])
     if len(lodi):
         cols = [c for c in SUMMARY_METRICS if c in lodi]
-        g = lodi.groupby(["variant", "condition", "step"], sort=False)
+        g = lodi.groupby(["variant", "condition", "tb", "step"], sort=False)
         parts.append(g[cols].mean().join(g.size().rename("n")).reset_index().assign(model="lodi"))
     halogen = table[table["model"] == "halogen"]
     if len(halogen):

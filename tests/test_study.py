@@ -136,8 +136,10 @@ def test_study_writes_the_learning_curve_and_continues_it(workflow_results, tmp_
     assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
     table = pd.read_csv(r / "study/learning_curve.csv")
     lodi = table[table["model"] == "lodi"]
-    # main: 2 steps x 2 conditions; min_snr: 1; main_analytic: 1 (one seed, one simulation)
+    # main: 2 steps x 2 conditions; min_snr: 1; main_analytic: 1 (one seed, one simulation);
+    # calibrated: 1 (two simulations, each as painted and calibrated)
     assert sorted(lodi.groupby(["variant", "condition", "step"]).size().index.tolist()) == [
+        ("calibrated", "true_halos", 8),
         ("main", "halogen", 4),
         ("main", "halogen", 8),
         ("main", "true_halos", 4),
@@ -163,10 +165,24 @@ def test_study_writes_the_learning_curve_and_continues_it(workflow_results, tmp_
     assert set(baselines) == {"halo_model", "halo_model_true", "ldl", "hi_redraw"}
     assert (baselines == "hi_redraw").sum() == 2  # every draw of the floor (tests/workflow_config.yaml)
     assert (r / "figures/study/learning_curve.png").stat().st_size > 0
-    brief = pd.read_csv(r / "study/learning_curve_summary.csv")
-    assert len(brief[brief["model"] == "lodi"]) == 6 and (brief.loc[brief["model"] == "lodi", "n"] == 1).all()
-    # the analytic variant sampled the main variant's weights: no training of its own
-    assert not (r / "study/lodi/main_analytic").exists()
+    brief = pd.read_csv(r / "study/learning_curve_summary.csv").query("model == 'lodi'")
+    assert len(brief) == 8 and brief.groupby("variant")["n"].max().to_dict() == {
+        "calibrated": 2,
+        "main": 1,
+        "main_analytic": 1,
+        "min_snr": 1,
+    }
+    # the analytic and calibrated variants sampled the main variant's weights: no training of their own
+    assert not (r / "study/lodi/main_analytic").exists() and not (r / "study/lodi/calibrated").exists()
+    # calibrated: one volume per simulation, as painted and through the map fitted on CV_0's seed-0
+    # volume of the same snapshot and sampler: that volume gets CV_0's own level exactly
+    cal = lodi[lodi["variant"] == "calibrated"].set_index(["simulation", "tb"])
+    assert sorted(cal.index) == [("CV_0", "calibrated"), ("CV_0", "raw"), ("CV_1", "calibrated"), ("CV_1", "raw")]
+    assert cal.loc[("CV_0", "calibrated"), "mean_tb_ratio"] == pytest.approx(1.0, abs=1e-3)
+    assert abs(cal.loc[("CV_0", "raw"), "mean_tb_ratio"] - 1) > 0.01
+    raw_main = lodi[(lodi["variant"] == "main") & (lodi["step"] == 8) & (lodi["condition"] == "true_halos")]
+    assert cal.loc[("CV_1", "raw"), "r_k1"] == pytest.approx(raw_main["r_k1"].item())  # the same volume
+    assert set(lodi.loc[lodi["variant"] != "calibrated", "tb"]) == {"raw"}
 
     # a longer budget continues the chain: only the new snapshot, its scores and the curve run
     longer = tmp_path / "longer.yaml"
@@ -179,3 +195,19 @@ def test_study_writes_the_learning_curve_and_continues_it(workflow_results, tmp_
     assert out.returncode == 0, (out.stdout + out.stderr)[-5000:]
     history = pd.read_csv(r / "study/lodi/main/step12/history.csv")
     assert history["step"].tolist() == list(range(1, 13))
+
+
+def test_study_only_runs_the_named_variants_and_their_chains(tmp_path):
+    """study.only: the named variants alone; one trained as another trains that chain to its own
+    steps only; HALOgen is left out with epochs []; an unknown name is refused."""
+    only = tmp_path / "only.yaml"
+    only.write_text(
+        yaml.safe_dump({"study": {"only": ["calibrated"], "main": "calibrated", "halogen": {"epochs": []}}})
+    )
+    counts, outputs = dry_run(tmp_path / "results", "study", configfiles=(STUDY_CONFIG, only))
+    assert counts["study_lodi_snapshot"] == 1 and any("study/lodi/main/step8/model.pt" in o for o in outputs)
+    assert counts["study_calibrate_lodi"] == 1 and counts["study_lodi_score"] == 2
+    assert "study_halogen_snapshot" not in counts and "study_halogen_score" not in counts
+    only.write_text(yaml.safe_dump({"study": {"only": ["nonesuch"]}}))
+    out = snakemake(tmp_path / "results", "study", configfiles=(STUDY_CONFIG, only), dry_run=True)
+    assert out.returncode != 0 and "study.only names ['nonesuch']" in out.stdout + out.stderr

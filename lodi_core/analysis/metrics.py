@@ -224,3 +224,9 @@ def write_metrics(grid_paths: dict, volume_paths, metrics_csv, summary_csv) -> N
     write_csv(table, metrics_csv)
     summary = summarise(table).merge(spread_summary(grid_paths, volume_paths), on=["simulation", "method"], how="left")
     write_csv(summary, summary_csv)
+
+
+def with_tb(lodi: pd.DataFrame) -> pd.DataFrame:
+    """The convergence study's LODI score rows with their ``tb`` column (``raw`` or
+    ``calibrated``; tables written before the T_b calibration have none: their T_b is raw)."""
+    return lodi.assign(tb=lodi["tb"].fillna("raw") if "tb" in lodi else "raw")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..analysis.metrics import with_tb
 from ..physics.spectra import overdensity, pdf, power_spectrum
 from .style import (
     METHOD_COLOURS,
@@ -572,7 +573,7 @@ def learning_curve_figure(table: pd.DataFrame, main: str, title: str, *paths) ->
     as lines (mean and spread over simulations and seeds, one colour per halo condition), the
     other variants (ablations) as labelled points, the baselines as horizontal lines and the
     paper's accuracy as a grey line; last panel: HALOgen's halo mass recovered per channel."""
-    lodi = table[table["model"] == "lodi"]
+    lodi = with_tb(table[table["model"] == "lodi"])
     base = table[table["model"] == "baseline"]
     halogen = table[table["model"] == "halogen"]
     n = len(CURVE_PANELS) + 1
@@ -585,7 +586,7 @@ def learning_curve_figure(table: pd.DataFrame, main: str, title: str, *paths) ->
         layout="constrained",
     )
     for ax, (column, label, target) in zip(axes.flat, CURVE_PANELS):
-        for cond, rows in lodi[lodi["variant"] == main].groupby("condition"):
+        for (cond, tb), rows in lodi[lodi["variant"] == main].groupby(["condition", "tb"]):
             g = rows.groupby("step").agg(t=("time_s", "mean"), m=(column, "mean"), s=(column, "std")).reset_index()
             colour = CONDITION_COLOURS.get(cond, "C4")
             ax.errorbar(
@@ -593,13 +594,14 @@ def learning_curve_figure(table: pd.DataFrame, main: str, title: str, *paths) ->
                 g["m"],
                 yerr=g["s"].fillna(0),
                 color=colour,
-                marker="o",
+                ls="--" if tb == "calibrated" else "-",
+                marker="s" if tb == "calibrated" else "o",
                 ms=3,
                 capsize=2,
-                label=f"{main}, {cond}",
+                label=f"{main}, {cond}" + (", T_b calibrated" if tb == "calibrated" else ""),
             )
         others = lodi[lodi["variant"] != main]
-        for i, ((variant, cond), rows) in enumerate(others.groupby(["variant", "condition"])):
+        for i, ((variant, cond, tb), rows) in enumerate(others.groupby(["variant", "condition", "tb"])):
             g = rows.groupby("step").agg(t=("time_s", "mean"), m=(column, "mean")).reset_index()
             ax.plot(
                 g["t"],
@@ -608,7 +610,7 @@ def learning_curve_figure(table: pd.DataFrame, main: str, title: str, *paths) ->
                 marker="^sdvP*XhD<>"[i % 11],
                 ms=5,
                 color=f"C{(i + 5) % 10}",
-                label=f"{variant}, {cond}",
+                label=f"{variant}, {cond}" + (", T_b calibrated" if tb == "calibrated" else ""),
             )
         if column in base:
             for method, rows in base.groupby("variant"):

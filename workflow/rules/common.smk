@@ -66,13 +66,16 @@ def lodi_tb_calibration():
     return config["lodi"].get("tb_calibration", "none") != "none"
 
 
-def lodi_calibration_simulations():
+def lodi_calibration_names():
     """The simulations whose true T_b calibrates LODI (simulations.lodi_calibration, default
-    LODI's training simulations); none when lodi.tb_calibration is 'none'."""
-    if not lodi_tb_calibration():
-        return []
+    LODI's training simulations)."""
     sims = config["simulations"]
     return list(sims.get("lodi_calibration") or sims["lodi_train"])
+
+
+def lodi_calibration_simulations():
+    """lodi_calibration_names(), or none when lodi.tb_calibration is 'none'."""
+    return lodi_calibration_names() if lodi_tb_calibration() else []
 
 
 def lodi_for_tb():
@@ -304,6 +307,10 @@ def simulations():
     """Every simulation the config names, in a stable order."""
     sims = config["simulations"]
     names = sims["halogen_train"] + sims["lodi_train"] + lodi_calibration_simulations() + sims["test"]
+    study = config.get("study")
+    if study:  # the convergence study's held-out simulations and its variants' T_b calibration
+        names += list(study.get("simulations", [])) + lodi_calibration_names()
+        names += [sim for v in study.get("variants", {}).values() for sim in v.get("simulations", [])]
     return list(dict.fromkeys(names))
 
 

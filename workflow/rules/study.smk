@@ -120,10 +120,40 @@ rule study_halogen_score:
         "../scripts/study_halogen_score.py"
 
 
-rule study_lodi_score:
-    """One held-out volume by latent overlap with a LODI snapshot, scored against the target."""
+rule study_calibrate_lodi:
+    """A LODI snapshot with the variant's T_b calibration (lodi.tb_calibration, as rule
+    calibrate_lodi: fitted on simulations.lodi_calibration, on the halos of the score's
+    condition, with the variant's sampler)."""
     input:
         model=lambda w: lodi_snapshot(w.variant, w.step),
+        grids=lambda w: grid_files(lodi_calibration_names()),
+        halos=lambda w: [study_halos_file(sim, w.condition) for sim in lodi_calibration_names()],
+    output:
+        study_calibrated_model("{variant}", "{step}", "{condition}"),
+    log:
+        log_file("study/calibrate_lodi_{variant}_step{step}_{condition}"),
+    benchmark:
+        rule_benchmark("study_calibrate_lodi_{variant}_step{step}_{condition}")
+    retries: 2
+    conda:
+        "../../envs/lodi.yaml"
+    threads: 4
+    resources:
+        **cluster_resources(gpu=True),
+    params:
+        generation=lambda w: study_generation(w.variant),
+        samples=lambda w: study_tb_calibration(w.variant)["samples"],
+        level=lambda w: study_tb_calibration(w.variant)["level"],
+        device=config["device"],
+    script:
+        "../scripts/calibrate_lodi.py"
+
+
+rule study_lodi_score:
+    """One held-out volume by latent overlap with a LODI snapshot, scored against the target
+    (as painted, and calibrated when the variant calibrates T_b)."""
+    input:
+        model=study_scored_model,
         halos=study_halos,
         grid=grid_file(),
     output:

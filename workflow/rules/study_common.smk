@@ -24,6 +24,16 @@ def study_variant(name):
     return study_section()["variants"][name]
 
 
+def study_variants():
+    """The variants this run trains and scores: study.only, or every variant."""
+    variants = study_section()["variants"]
+    only = study_section().get("only") or list(variants)
+    unknown = [v for v in only if v not in variants]
+    if unknown:
+        raise ValueError(f"study.only names {unknown}, which are not among study.variants {sorted(variants)}")
+    return only
+
+
 def trained_variant(name):
     """The variant whose training a variant uses (itself unless `train_as`)."""
     return study_variant(name).get("train_as", name)
@@ -37,12 +47,34 @@ def study_generation(name):
     return deep_merge(generation_params(), study_variant(name).get("generation", {}))
 
 
+def study_tb_calibration(name):
+    """The variant's T_b calibration settings (lodi.tb_calibration, _samples, _level): those of
+    its training's lodi section, changed by its own (also with train_as: a calibration is
+    fitted after training)."""
+    own = {k: v for k, v in study_variant(name).get("lodi", {}).items() if k.startswith("tb_calibration")}
+    lodi = {**study_lodi_config(name), **own}
+    return {
+        "method": lodi.get("tb_calibration", "none"),
+        "samples": int(lodi.get("tb_calibration_samples", 2)),
+        "level": lodi.get("tb_calibration_level", "lodi"),
+    }
+
+
+def study_calibrates(name):
+    return study_tb_calibration(name)["method"] != "none"
+
+
+def study_variant_simulations(name):
+    """The held-out simulations a variant is scored on: its own list, or study.simulations."""
+    return study_variant(name).get("simulations") or study_section().get("simulations", TEST_SIMS)
+
+
 def chain_steps(trained):
     """The snapshot steps of a training chain: every step a variant trained as it asks for."""
     return sorted(
         {
             int(s)
-            for v in study_section()["variants"]
+            for v in study_variants()
             if trained_variant(v) == trained
             for s in study_variant(v)["steps"]
         }
@@ -80,23 +112,42 @@ def prev_halogen_state(w):
     return {} if epoch is None else {"prev": halogen_snapshot(epoch, "state.pt")}
 
 
-def study_halos(w):
+def study_halos_file(sim, condition):
     """True halos, or the last HALOgen snapshot's prediction."""
-    if w.condition == "true_halos":
-        return grid_file(w.sim)
-    return f"{STUDY_DIR}/halogen/epoch{halogen_epochs()[-1]}/{w.sim}_halos.h5"
+    if condition == "true_halos":
+        return grid_file(sim)
+    if not halogen_epochs():
+        raise ValueError("a study variant scores the 'halogen' condition, but study.halogen.epochs is []")
+    return f"{STUDY_DIR}/halogen/epoch{halogen_epochs()[-1]}/{sim}_halos.h5"
+
+
+def study_halos(w):
+    return study_halos_file(w.sim, w.condition)
+
+
+def study_calibrated_model(variant, step, condition):
+    return f"{STUDY_DIR}/lodi_calibrated/{variant}/step{step}_{condition}.pt"
+
+
+def study_scored_model(w):
+    """The model file a score job samples: the snapshot, or the snapshot with the variant's
+    T_b calibration on the score's halo condition (the score then has both T_b rows)."""
+    if study_calibrates(w.variant):
+        return study_calibrated_model(w.variant, w.step, w.condition)
+    return lodi_snapshot(w.variant, w.step)
 
 
 def study_scores():
     s = study_section()
     sims, seeds = s.get("simulations", TEST_SIMS), s["seeds"]
     files = []
-    for name, v in s["variants"].items():
+    for name in study_variants():
+        v = study_variant(name)
         for step in v["steps"]:
             for cond in v.get("conditions", ["true_halos"]):
                 files += [
                     f"{STUDY_DIR}/scores/lodi/{name}/step{step}_{sim}_{cond}_seed{seed}.csv"
-                    for sim in sims
+                    for sim in study_variant_simulations(name)
                     for seed in seeds
                 ]
     files += [f"{STUDY_DIR}/scores/halogen/epoch{e}_{sim}.csv" for e in halogen_epochs() for sim in sims]
