@@ -70,14 +70,10 @@ def study_variant_simulations(name):
 
 
 def chain_steps(trained):
-    """The snapshot steps of a training chain: every step a variant trained as it asks for."""
+    """The snapshot steps of a training chain: every step a variant of this run (study_variants)
+    trained as it asks for."""
     return sorted(
-        {
-            int(s)
-            for v in study_variants()
-            if trained_variant(v) == trained
-            for s in study_variant(v)["steps"]
-        }
+        {int(s) for v in study_variants() if trained_variant(v) == trained for s in study_variant(v)["steps"]}
     )
 
 
