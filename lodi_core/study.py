@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis.halogen_eval import evaluate_halos
-from .analysis.metrics import value_at, volume_metrics, with_tb
+from .analysis.metrics import K_LIMITS, mean_abs_residual, power_residual, value_at, volume_metrics, with_tb
 from .generation.halos import calibrate_halogen, predict_halos
 from .generation.jobs import GenerationConfig, generate_volume, load_condition, load_sampler
 from .io import load_checkpoint, read_grids, save_checkpoint, write_csv, write_grids
@@ -134,13 +134,24 @@ def score_halogen(model_path, predicted_path, grid_path, out_csv, post_threshold
 
 
 def score_lodi(
-    model_path, halos_path, grid_path, out_csv, generation: dict, seed: int, simulation: str, device, labels: dict
+    model_path,
+    halos_path,
+    grid_path,
+    out_csv,
+    generation: dict,
+    seed: int,
+    simulation: str,
+    device,
+    labels: dict,
+    spectra_csv=None,
 ) -> None:
     """Generate ``simulation`` by latent overlap with a LODI snapshot on ``halos_path`` (all
     eight stages in one process) and write one row per T_b: ``labels`` (variant, condition),
     ``tb`` (``raw``, as painted; and ``calibrated`` when the model file has a T_b calibration,
     the same volume through it), the snapshot's step and training wall time, the generation
-    time and :func:`analysis.metrics.volume_metrics` against the target T_b."""
+    time and :func:`analysis.metrics.volume_metrics` against the target T_b; ``spectra_csv``
+    gets P_gen/P_target per k bin of each row (what the summary's residual of the mean P(k)
+    over simulations and seeds is made of)."""
     cfg = GenerationConfig.from_dict(generation)
     sampler = load_sampler(model_path, cfg, device)
     cond, _ = load_condition(sampler, halos_path)
@@ -159,21 +170,24 @@ def score_lodi(
         "overlap": cfg.overlap,
         "periodic": cfg.periodic,
     }
-    rows = [
-        {
-            "model": "lodi",
-            **labels,
-            "tb": kind,
-            "step": int(sampler.meta["steps"]),
-            "time_s": float(sampler.meta.get("time_s", np.nan)),
-            "simulation": simulation,
-            "seed": seed,
-            "generation_s": generation_s,
-            **volume_metrics(tb.cpu().numpy(), target["tb"], vattrs),
-        }
-        for kind, tb in volumes.items()
-    ]
+    rows, spectra = [], []
+    for kind, tb in volumes.items():
+        keys = {"model": "lodi", **labels, "tb": kind, "step": int(sampler.meta["steps"])}
+        keys.update(simulation=simulation, seed=seed)
+        tb = tb.cpu().numpy()
+        rows.append(
+            {
+                **keys,
+                "time_s": float(sampler.meta.get("time_s", np.nan)),
+                "generation_s": generation_s,
+                **volume_metrics(tb, target["tb"], vattrs),
+            }
+        )
+        power = power_residual(tb, target["tb"], float(attrs["box_size"]))
+        spectra.append(power[["k", "n_modes"]].assign(**keys, ratio=power["residual"] + 1.0))
     write_csv(pd.DataFrame(rows), out_csv)
+    if spectra_csv is not None:
+        write_csv(pd.concat(spectra, ignore_index=True), spectra_csv)
 
 
 def baseline_rows(volume_paths, grid_paths: dict) -> pd.DataFrame:
@@ -221,16 +235,36 @@ SUMMARY_METRICS = (
 )
 
 
-def summary(table: pd.DataFrame, out_csv=None) -> pd.DataFrame:
+SNAPSHOT_KEYS = ["variant", "condition", "tb", "step"]
+
+
+def mean_pk_residuals(spectra: pd.DataFrame) -> pd.DataFrame:
+    """Per snapshot, condition and T_b (``SNAPSHOT_KEYS``), the residual of the mean P(k) over
+    its volumes (simulations and seeds): mean |<P_gen/P_target> - 1| over the bins k <= 1, 5,
+    10 h/Mpc (``mean_pk_mean_abs_residual_k*``, the paper's "mean P(k) within 10 %")."""
+    spectra = with_tb(spectra)
+    mean = spectra.groupby([*SNAPSHOT_KEYS, "k"], sort=False)["ratio"].mean().reset_index()
+    mean["residual"] = mean["ratio"] - 1.0
+    return mean.groupby(SNAPSHOT_KEYS, sort=False).apply(
+        lambda t: pd.Series({f"mean_pk_mean_abs_residual_k{k:g}": mean_abs_residual(t, k) for k in K_LIMITS}),
+        include_groups=False,
+    )
+
+
+def summary(table: pd.DataFrame, out_csv=None, spectra: pd.DataFrame | None = None) -> pd.DataFrame:
     """The learning curve in one row per LODI snapshot, condition and T_b (means over
-    simulations and seeds, with ``n`` the number of volumes), per HALOgen epoch and channel, and per
+    simulations and seeds, with ``n`` the number of volumes, and with ``spectra``, the score
+    jobs' P_gen/P_target per k, :func:`mean_pk_residuals`), per HALOgen epoch and channel, and per
     baseline: what docs/convergence.md quotes."""
     parts = []
     lodi = with_tb(table[table["model"] == "lodi"])
     if len(lodi):
         cols = [c for c in SUMMARY_METRICS if c in lodi]
-        g = lodi.groupby(["variant", "condition", "tb", "step"], sort=False)
-        parts.append(g[cols].mean().join(g.size().rename("n")).reset_index().assign(model="lodi"))
+        g = lodi.groupby(SNAPSHOT_KEYS, sort=False)
+        rows = g[cols].mean().join(g.size().rename("n"))
+        if spectra is not None and len(spectra):
+            rows = rows.join(mean_pk_residuals(spectra))
+        parts.append(rows.reset_index().assign(model="lodi"))
     halogen = table[table["model"] == "halogen"]
     if len(halogen):
         cols = [c for c in halogen.columns if c not in ("model", "simulation", "epoch", "channel")]

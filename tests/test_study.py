@@ -183,6 +183,18 @@ def test_study_writes_the_learning_curve_and_continues_it(workflow_results, tmp_
     raw_main = lodi[(lodi["variant"] == "main") & (lodi["step"] == 8) & (lodi["condition"] == "true_halos")]
     assert cal.loc[("CV_1", "raw"), "r_k1"] == pytest.approx(raw_main["r_k1"].item())  # the same volume
     assert set(lodi.loc[lodi["variant"] != "calibrated", "tb"]) == {"raw"}
+    # the residual of the mean P(k) over a snapshot's volumes: one volume's own mean residual, and
+    # for the calibrated variant's two, that of their mean P_gen/P_target, by hand
+    for _, row in brief[brief["n"] == 1].iterrows():
+        assert row["mean_pk_mean_abs_residual_k10"] == pytest.approx(row["mean_abs_residual_k10"]), row["variant"]
+    scores = r / "study/scores/lodi/calibrated"
+    pk = pd.concat([pd.read_csv(scores / f"step8_{sim}_true_halos_seed0_pk.csv") for sim in ("CV_0", "CV_1")])
+    for tb, rows in pk.groupby("tb"):
+        mean = rows[rows["k"] <= 10].groupby("k")["ratio"].mean()
+        assert len(mean) > 3 and rows.groupby("k").size().eq(2).all()
+        expected = (mean - 1).abs().mean()
+        got = brief.set_index(["variant", "tb"]).loc[("calibrated", tb), "mean_pk_mean_abs_residual_k10"]
+        assert got == pytest.approx(expected), tb
 
     # a longer budget continues the chain: only the new snapshot, its scores and the curve run
     longer = tmp_path / "longer.yaml"

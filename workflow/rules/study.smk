@@ -7,6 +7,7 @@
 wildcard_constraints:
     step=r"\d+",
     epoch=r"\d+",
+    seed=r"\d+",
     condition="true_halos|halogen",
 
 
@@ -157,7 +158,8 @@ rule study_lodi_score:
         halos=study_halos,
         grid=grid_file(),
     output:
-        f"{STUDY_DIR}/scores/lodi/{{variant}}/step{{step}}_{{sim}}_{{condition}}_seed{{seed}}.csv",
+        row=f"{STUDY_DIR}/scores/lodi/{{variant}}/step{{step}}_{{sim}}_{{condition}}_seed{{seed}}.csv",
+        spectra=f"{STUDY_DIR}/scores/lodi/{{variant}}/step{{step}}_{{sim}}_{{condition}}_seed{{seed}}_pk.csv",
     log:
         log_file("study/lodi_score_{variant}_step{step}_{sim}_{condition}_seed{seed}"),
     benchmark:
@@ -180,6 +182,7 @@ rule study_curve:
     metric against training time, the baselines as reference lines."""
     input:
         scores=lambda w: study_scores(),
+        spectra=lambda w: [f.replace(".csv", "_pk.csv") for f in study_scores() if "/scores/lodi/" in f],
         baselines=lambda w: study_baselines(),
         grids=lambda w: grid_files(study_section().get("simulations", TEST_SIMS)),
     output:

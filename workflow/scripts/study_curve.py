@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pandas as pd
+
 from lodi_core.figures.from_files import plot_learning_curve
 from lodi_core.runtime import run_script
 from lodi_core.study import learning_curve, summary
@@ -11,7 +13,8 @@ def main():
     i, o, p = snakemake.input, snakemake.output, snakemake.params
     grids = {Path(g).stem: g for g in i.grids}
     table = learning_curve(list(i.scores), list(i.baselines), grids, o.table)
-    summary(table, o.summary)
+    spectra = pd.concat([pd.read_csv(f) for f in i.spectra], ignore_index=True) if i.spectra else None
+    summary(table, o.summary, spectra)
     plot_learning_curve(o.table, p.main, p.title, o.pdf, o.png)
 
 

@@ -7,8 +7,9 @@ from lodi_core.study import score_lodi
 def main():
     i, p, w = snakemake.input, snakemake.params, snakemake.wildcards
     labels = {"variant": w.variant, "condition": w.condition}
+    o = snakemake.output
     score_lodi(
-        i.model, i.halos, i.grid, snakemake.output[0], p.generation, int(w.seed), w.sim, pick_device(p.device), labels
+        i.model, i.halos, i.grid, o.row, p.generation, int(w.seed), w.sim, pick_device(p.device), labels, o.spectra
     )
 
 
