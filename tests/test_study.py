@@ -129,6 +129,23 @@ def test_summary_averages_seeds_per_snapshot_and_keeps_each_channel_and_baseline
     assert out[out["model"] == "baseline"]["r_k1"].tolist() == [0.3]
 
 
+def test_the_figure_draws_a_curve_without_halogen_with_raw_and_calibrated_lines(tmp_path):
+    """A study with study.halogen.epochs [] has no HALOgen rows: the figure leaves out their
+    panel; a calibrating variant's raw and calibrated T_b are two lines."""
+    from lodi_core.figures.builders import CURVE_PANELS, learning_curve_figure
+
+    metrics = {column: 0.5 for column, _, _ in CURVE_PANELS}
+    rows = [
+        {"model": "lodi", "variant": "v", "condition": "true_halos", "tb": tb, "step": step, "time_s": step / 10}
+        | {"seed": 0, "simulation": "A", **metrics, "mean_abs_residual_k5": 0.3 if tb == "raw" else 0.2}
+        for tb in ("raw", "calibrated")
+        for step in (10, 20)
+    ]
+    table = pd.DataFrame(rows + [{"model": "baseline", "variant": "hi_redraw", "simulation": "A", **metrics}])
+    learning_curve_figure(table, "v", "t", tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 0
+
+
 @pytest.mark.slow
 def test_study_writes_the_learning_curve_and_continues_it(workflow_results, tmp_path):
     r = workflow_results

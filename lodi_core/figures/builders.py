@@ -572,11 +572,12 @@ def learning_curve_figure(table: pd.DataFrame, main: str, title: str, *paths) ->
     """Every metric of the convergence study against training wall time: the ``main`` variant
     as lines (mean and spread over simulations and seeds, one colour per halo condition), the
     other variants (ablations) as labelled points, the baselines as horizontal lines and the
-    paper's accuracy as a grey line; last panel: HALOgen's halo mass recovered per channel."""
+    paper's accuracy as a grey line; last panel (when the table has HALOgen's rows): HALOgen's
+    halo mass recovered per channel."""
     lodi = with_tb(table[table["model"] == "lodi"])
     base = table[table["model"] == "baseline"]
     halogen = table[table["model"] == "halogen"]
-    n = len(CURVE_PANELS) + 1
+    n = len(CURVE_PANELS) + (1 if len(halogen) else 0)  # a study may leave HALOgen out (epochs [])
     cols = 4
     fig, axes = plt.subplots(
         (n + cols - 1) // cols,
@@ -623,15 +624,16 @@ def learning_curve_figure(table: pd.DataFrame, main: str, title: str, *paths) ->
         ax.set_title(label, fontsize=9)
         if column.startswith(("mean_abs", "max_abs")):
             ax.set_yscale("log")
-    ax = axes.flat[len(CURVE_PANELS)]
-    for channel, rows in halogen.groupby("channel"):
-        g = rows.groupby("epoch").agg(t=("time_s", "mean"), m=("mass_recovered", "mean")).reset_index()
-        ax.plot(g["t"], g["m"], marker="o", ms=3, label=f"HALOgen ch{int(channel)}")
-    ax.axhline(1.0, color="0.6", lw=2.5, alpha=0.4, zorder=0)
-    ax.set_xscale("log")
-    ax.set_xlabel("HALOgen training wall time [s]")
-    ax.set_title("halo mass recovered", fontsize=9)
-    ax.legend(fontsize=6)
+    if len(halogen):
+        ax = axes.flat[len(CURVE_PANELS)]
+        for channel, rows in halogen.groupby("channel"):
+            g = rows.groupby("epoch").agg(t=("time_s", "mean"), m=("mass_recovered", "mean")).reset_index()
+            ax.plot(g["t"], g["m"], marker="o", ms=3, label=f"HALOgen ch{int(channel)}")
+        ax.axhline(1.0, color="0.6", lw=2.5, alpha=0.4, zorder=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("HALOgen training wall time [s]")
+        ax.set_title("halo mass recovered", fontsize=9)
+        ax.legend(fontsize=6)
     for ax in axes.flat[n:]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
