@@ -149,8 +149,9 @@ def fit_tb_calibration(generated: list[np.ndarray], true: list[np.ndarray], leve
     on, is corrected and the level <T_b> left to LODI) or the true volumes' total
     (``"calibration"``: LODI's mean bias on the calibration simulations is divided out too).
     The scale multiplies every voxel, so P(k) of T_b/<T_b> is the same with either. A level from
-    two 12.5 Mpc/h fields serves on the true halos and can fail on HALOgen's, whose errors differ
-    from field to field (docs/convergence.md, "Calibrating T_b")."""
+    two 12.5 Mpc/h fields serves on the true halos as far as their HI content is that of the
+    fields it is applied to, and can fail on HALOgen's halos, whose errors differ from field to
+    field (docs/convergence.md, "Calibrating T_b")."""
     if level not in TB_CALIBRATION_LEVELS:
         raise ValueError(f"T_b calibration level {level!r}: expected one of {', '.join(TB_CALIBRATION_LEVELS)}")
     bins = TB_CALIBRATION_BINS
