@@ -43,6 +43,18 @@ def test_the_profile_is_found_from_the_repository_root():
     assert "Using profile slurm" in out.stdout + out.stderr or "Using profiles slurm" in out.stdout + out.stderr
 
 
+def tb_map_log_slope(model_path) -> float:
+    """The steepest segment of a LODI model file's T_b calibration in log-log: how much it
+    multiplies a relative difference of T_b."""
+    from lodi_core.data.calibration import tb_calibration
+    from lodi_core.io import load_checkpoint
+
+    cal = tb_calibration(load_checkpoint(model_path, kind="lodi"))
+    x, y = np.asarray(cal.log_pred[0]), np.asarray(cal.rho[0])
+    ok = (np.diff(x) > 0) & (y[:-1] > 0)
+    return float((np.diff(np.log10(np.maximum(y, 1e-30)))[ok] / np.diff(x)[ok]).max())
+
+
 def test_profile_slurm_all_equals_the_local_run(slurm_run, workflow_results):
     code, text = slurm_run.wait()
     assert code == 0, text[-5000:]
@@ -57,13 +69,18 @@ def test_profile_slurm_all_equals_the_local_run(slurm_run, workflow_results):
     # Grids are numpy and bit-identical. Network outputs made in other processes with other
     # thread counts differ by float reduction order, which bf16 autocast rounds up to ~1e-4 of
     # a voxel and the sampler's steps carry on (CI measured one voxel of 32768 at 1.4e-4 of the
-    # field's maximum). Another seed, model or input differs at the order of the maximum.
+    # field's maximum). Another seed, model or input differs at the order of the maximum. The T_b
+    # calibration (lodi.tb_calibration) multiplies a relative difference by its map's slope in
+    # log T_b, ~10 in the bright tail of the tiny model's map (CI measured 28 voxels at up to
+    # 2.3e-3 of the maximum, 2026-12-01, where SLURM gave its jobs other thread counts; run alone,
+    # the two runs are bit-identical): the calibrated volumes get that much more room.
+    calibrated = 1e-3 * max(1.0, tb_map_log_slope(workflow_results / "lodi/model_calibrated.pt"))
     for rel, tol in (
         ("grids/CV_0.h5", 0),
         ("grids/CV_1.h5", 0),
         ("halogen/predicted/CV_1.h5", 1e-3),
-        ("generated/CV_1/latent_overlap_seed0.h5", 1e-3),
-        ("generated/CV_1/tiling_seed0.h5", 1e-3),
+        ("generated/CV_1/latent_overlap_seed0.h5", calibrated),
+        ("generated/CV_1/tiling_seed0.h5", calibrated),
     ):
         with h5py.File(results / rel) as a, h5py.File(workflow_results / rel) as b:
             for name in a:
