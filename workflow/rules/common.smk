@@ -61,9 +61,19 @@ def merge_stage_in_process(input, output, params, wildcards, log):
     Path(log[0]).write_text(f"stage {stage}: {n} boxes from {len(input.shards)} shard(s)\n")
 
 
+def tb_calibration_settings(lodi):
+    """The T_b calibration settings of a lodi section (lodi.tb_calibration, _samples, _level;
+    beyond the paper), with the schema's defaults: rule calibrate_lodi's and the study's."""
+    return {
+        "method": lodi.get("tb_calibration", "none"),
+        "samples": int(lodi.get("tb_calibration_samples", 2)),
+        "level": lodi.get("tb_calibration_level", "lodi"),
+    }
+
+
 def lodi_tb_calibration():
     """Whether LODI's T_b is calibrated (lodi.tb_calibration: quantile; beyond the paper)."""
-    return config["lodi"].get("tb_calibration", "none") != "none"
+    return tb_calibration_settings(config["lodi"])["method"] != "none"
 
 
 def lodi_calibration_names():

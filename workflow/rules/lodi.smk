@@ -56,8 +56,8 @@ rule calibrate_lodi:
         **cluster_resources(gpu=True),
     params:
         generation=generation_params(),
-        samples=config["lodi"].get("tb_calibration_samples", 2),
-        level=config["lodi"].get("tb_calibration_level", "lodi"),
+        samples=tb_calibration_settings(config["lodi"])["samples"],
+        level=tb_calibration_settings(config["lodi"])["level"],
         device=config["device"],
     script:
         "../scripts/calibrate_lodi.py"

@@ -182,7 +182,7 @@ rule study_curve:
     metric against training time, the baselines as reference lines."""
     input:
         scores=lambda w: study_scores(),
-        spectra=lambda w: [f.replace(".csv", "_pk.csv") for f in study_scores() if "/scores/lodi/" in f],
+        spectra=lambda w: study_lodi_scores("_pk.csv"),
         baselines=lambda w: study_baselines(),
         grids=lambda w: grid_files(study_section().get("simulations", TEST_SIMS)),
     output:

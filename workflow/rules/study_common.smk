@@ -52,12 +52,7 @@ def study_tb_calibration(name):
     its training's lodi section, changed by its own (also with train_as: a calibration is
     fitted after training)."""
     own = {k: v for k, v in study_variant(name).get("lodi", {}).items() if k.startswith("tb_calibration")}
-    lodi = {**study_lodi_config(name), **own}
-    return {
-        "method": lodi.get("tb_calibration", "none"),
-        "samples": int(lodi.get("tb_calibration_samples", 2)),
-        "level": lodi.get("tb_calibration_level", "lodi"),
-    }
+    return tb_calibration_settings({**study_lodi_config(name), **own})
 
 
 def study_calibrates(name):
@@ -133,21 +128,25 @@ def study_scored_model(w):
     return lodi_snapshot(w.variant, w.step)
 
 
-def study_scores():
-    s = study_section()
-    sims, seeds = s.get("simulations", TEST_SIMS), s["seeds"]
+def study_lodi_scores(suffix=".csv"):
+    """The LODI score files of this run (``_pk.csv``: their spectra)."""
     files = []
     for name in study_variants():
         v = study_variant(name)
         for step in v["steps"]:
             for cond in v.get("conditions", ["true_halos"]):
                 files += [
-                    f"{STUDY_DIR}/scores/lodi/{name}/step{step}_{sim}_{cond}_seed{seed}.csv"
+                    f"{STUDY_DIR}/scores/lodi/{name}/step{step}_{sim}_{cond}_seed{seed}{suffix}"
                     for sim in study_variant_simulations(name)
-                    for seed in seeds
+                    for seed in study_section()["seeds"]
                 ]
-    files += [f"{STUDY_DIR}/scores/halogen/epoch{e}_{sim}.csv" for e in halogen_epochs() for sim in sims]
     return files
+
+
+def study_scores():
+    sims = study_section().get("simulations", TEST_SIMS)
+    halogen = [f"{STUDY_DIR}/scores/halogen/epoch{e}_{sim}.csv" for e in halogen_epochs() for sim in sims]
+    return study_lodi_scores() + halogen
 
 
 def study_baselines():
